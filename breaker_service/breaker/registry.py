@@ -1,0 +1,363 @@
+"""``BreakerRegistry``: one breaker per provider, restored from the event log at start-up.
+
+registry = await BreakerRegistry.open("sqlite+aiosqlite:///breakers.db")
+breaker = registry.get("kimi")
+async with breaker.guard():
+    ...
+await registry.aclose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from types import TracebackType
+from typing import Any, ParamSpec, Self, TypeVar
+
+from ..clock import Clock, SystemClock
+from ..config import Settings, load_settings, normalize_database_url
+from ..errors import EventLogError
+from ..events.log import EventLog, EventQuery
+from ..events.model import StoredEvent, TransitionRecord
+from ..events.recorder import EventRecorder
+from ..retry.budget import RetryBudget
+from ..retry.classify import Classifier
+from ..retry.policy import RetryPolicy
+from .breaker import CircuitBreaker, Judge
+from .core import BreakerCore
+from .replay import fold
+from .state import BreakerState
+from .window import FailureRateWindow
+
+__all__ = ["BreakerRegistry"]
+
+logger = logging.getLogger("breaker_service.breaker")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+TransitionListener = Callable[[CircuitBreaker, TransitionRecord], None]
+
+
+class BreakerRegistry:
+    """Owns the breakers, their event log and its recorder; an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        log: EventLog,
+        clock: Clock,
+        restored: dict[str, BreakerCore] | None = None,
+        judge: Judge | None = None,
+        classifier: Classifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.log = log
+        self.clock = clock
+        self.judge = judge
+        self.classifier = classifier or Classifier()
+        self._restored = restored or {}
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._policies: dict[str, RetryPolicy] = {}
+        self._budgets: dict[str, RetryBudget] = {}
+        self._listeners: list[TransitionListener] = []
+        self._prune_task: asyncio.Task[None] | None = None
+        self.recorder = EventRecorder(
+            log,
+            flush_interval=settings.event_log_flush_interval,
+            batch_size=settings.event_log_batch_size,
+            buffer_max=settings.event_log_buffer_max,
+            snapshot_every=settings.event_log_snapshot_every,
+            snapshot_source=self._snapshot_of,
+            on_conflict=self._schedule_reload,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        database_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        log: EventLog | None = None,
+        migrate: bool | None = None,
+        judge: Judge | None = None,
+        classifier: Classifier | None = None,
+    ) -> BreakerRegistry:
+        """Open the log (migrating if allowed), replay it, and start the flusher."""
+        settings = settings or load_settings()
+        clock = clock or SystemClock()
+        if log is None:
+            from ..events.sql import SqlEventLog  # noqa: PLC0415 - SQL only when used
+            from ..migrate import ensure_schema  # noqa: PLC0415
+
+            url = normalize_database_url(database_url or settings.database_url)
+            sql_log = SqlEventLog.from_url(
+                url,
+                instance_id=settings.breaker_instance_id,
+                on_malformed=settings.event_log_on_malformed,
+            )
+            try:
+                await ensure_schema(
+                    sql_log.engine,
+                    migrate=settings.database_auto_migrate
+                    if migrate is None
+                    else migrate,
+                )
+            except BaseException:
+                await sql_log.aclose()
+                raise
+            log = sql_log
+        try:
+            restored = await cls._replay(log, settings)
+        except BaseException:
+            await log.aclose()
+            raise
+        registry = cls(
+            settings=settings,
+            log=log,
+            clock=clock,
+            restored=restored,
+            judge=judge,
+            classifier=classifier,
+        )
+        registry.recorder.start()
+        return registry
+
+    @staticmethod
+    async def _replay(
+        log: EventLog, settings: Settings, breaker: str | None = None
+    ) -> dict[str, BreakerCore]:
+        snapshots = await log.load_snapshots(breaker)
+        events = await log.read_since_snapshots(snapshots, breaker)
+        return fold(
+            snapshots,
+            events,
+            lambda name: BreakerCore(name, _window_for(settings, name)),
+            skip_malformed=settings.event_log_on_malformed == "skip",
+        )
+
+    async def aclose(self) -> None:
+        """Flush every event (with snapshots) and close the log."""
+        if self._prune_task is not None:
+            self._prune_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prune_task
+        for name in self._breakers:
+            self.recorder.request_snapshot(name)
+        await self.recorder.aclose()
+        await self.log.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def flush(self) -> bool:
+        """Write buffered events now; ``False`` if the store is unavailable."""
+        return await self.recorder.flush()
+
+    # -- breakers ----------------------------------------------------------------------
+
+    def get(self, name: str) -> CircuitBreaker:
+        """The breaker for ``name``, created (or restored from the log) on first use."""
+        breaker = self._breakers.get(name)
+        if breaker is not None:
+            return breaker
+        if not name or len(name) > 200:
+            msg = f"breaker names must be 1 to 200 characters, got {name!r}"
+            raise ValueError(msg)
+        breaker = CircuitBreaker(
+            name,
+            settings=self.settings.for_provider(name),
+            clock=self.clock,
+            recorder=self.recorder,
+            judge=self.judge,
+            on_transition=self._notify,
+            reload=self._reload,
+        )
+        core = self._restored.pop(name, None)
+        if core is not None:
+            breaker.restore(core)
+        self._breakers[name] = breaker
+        return breaker
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._breakers or name in self._restored
+
+    def names(self) -> list[str]:
+        """Every breaker known to this registry or its log, sorted."""
+        return sorted({*self._breakers, *self._restored})
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """Every breaker, restored ones included."""
+        return [self.get(name) for name in self.names()]
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Call ``listener(breaker, record)`` after every transition (metrics, UIs)."""
+        self._listeners.append(listener)
+
+    def _notify(self, breaker: CircuitBreaker, record: TransitionRecord) -> None:
+        for listener in self._listeners:
+            try:
+                listener(breaker, record)
+            except Exception:
+                logger.exception("[CIRCUIT] transition listener failed")
+
+    def _snapshot_of(self, name: str) -> Any:
+        breaker = self._breakers.get(name)
+        return breaker.snapshot() if breaker is not None else None
+
+    async def _reload(self, breaker: CircuitBreaker) -> None:
+        """Re-read one breaker from the log after losing a write race."""
+        await self.recorder.flush()
+        cores = await self._replay(self.log, self.settings, breaker.name)
+        core = cores.get(breaker.name)
+        if core is not None:
+            breaker.restore(core)
+
+    def _schedule_reload(self, name: str) -> None:
+        breaker = self._breakers.get(name)
+        if breaker is not None:
+            asyncio.get_running_loop().create_task(self._reload(breaker))
+
+    # -- retries and resilient calls -------------------------------------------------
+
+    def retry_policy(self, name: str) -> RetryPolicy:
+        """The retry policy for provider ``name`` (its settings, a budget shared per name)."""
+        policy = self._policies.get(name)
+        if policy is None:
+            settings = self.settings.for_provider(name)
+            budget = self._budgets.setdefault(
+                name,
+                RetryBudget(
+                    ratio=settings.retry_budget_ratio,
+                    min_concurrency=settings.retry_budget_min_concurrency,
+                    clock=self.clock,
+                ),
+            )
+            policy = RetryPolicy.from_settings(
+                settings,
+                name=name,
+                classifier=self.classifier,
+                budget=budget,
+                clock=self.clock,
+            )
+            self._policies[name] = policy
+        return policy
+
+    async def call(
+        self,
+        name: str,
+        fn: Callable[P, Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """The resilient call: retries around the breaker, each attempt guarded by it.
+
+        An open breaker stops the retries at once with ``CircuitOpenError``.
+        """
+        breaker = self.get(name)
+        return await self.retry_policy(name).call(breaker.call, fn, *args, **kwargs)
+
+    # -- audit ---------------------------------------------------------------------------
+
+    async def history(
+        self,
+        name: str,
+        *,
+        after_id: int = 0,
+        limit: int | None = 100,
+        kinds: list[str] | None = None,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+    ) -> list[StoredEvent]:
+        """A breaker's events (transitions and outcomes), oldest first, paged by id."""
+        await self.recorder.flush()
+        return await self.log.read(
+            EventQuery(
+                breaker=name,
+                after_id=after_id,
+                limit=limit,
+                kinds=kinds,
+                since=_epoch(since),
+                until=_epoch(until),
+            )
+        )
+
+    async def state_at(self, name: str, at: datetime | float) -> BreakerState:
+        """The state ``name`` was in at a past time (CLOSED before its first transition)."""
+        await self.recorder.flush()
+        moment = _epoch(at)
+        assert moment is not None
+        event = await self.log.last_transition_before(name, moment)
+        return (
+            BreakerState(event.to_state)
+            if event is not None and event.to_state
+            else BreakerState.CLOSED
+        )
+
+    async def prune(self) -> int:
+        """Drop outcome events past the retention that snapshots cover (transitions stay)."""
+        await self.recorder.flush()
+        return await self.recorder.prune(
+            self.settings.event_log_retention_days * 86400, self.clock.time()
+        )
+
+    def health(self) -> dict[str, Any]:
+        """Whether the event store keeps up: degraded flag, backlog, last error."""
+        return {
+            "degraded": self.recorder.degraded,
+            "backlog": self.recorder.backlog,
+            "written": self.recorder.written,
+            "coalesced": self.recorder.coalesced,
+            "last_error": self.recorder.last_error,
+            "last_flush_seconds": self.recorder.last_flush_seconds,
+        }
+
+    async def ping(self) -> None:
+        """Raise ``EventLogError`` unless the store answers."""
+        await self.log.ping()
+
+    @property
+    def degraded(self) -> bool:
+        """True while events cannot be written (breakers still protect in memory)."""
+        return self.recorder.degraded
+
+
+def _window_for(settings: Settings, name: str) -> FailureRateWindow | None:
+    s = settings.for_provider(name)
+    if s.circuit_breaker_failure_rate_threshold is None:
+        return None
+    return FailureRateWindow(
+        threshold=s.circuit_breaker_failure_rate_threshold,
+        kind=s.circuit_breaker_window_type,
+        size=s.circuit_breaker_window_size,
+        duration=s.circuit_breaker_window_duration,
+        minimum_calls=s.circuit_breaker_minimum_calls,
+    )
+
+
+def _epoch(value: datetime | float | None) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return value
+    if value.tzinfo is None:
+        msg = "timestamps must be timezone-aware (UTC)"
+        raise ValueError(msg)
+    return value.timestamp()
+
+
+__all__ += ["EventLogError"]

@@ -1,0 +1,139 @@
+"""The exception tree: catch ``BreakerServiceError`` for anything this library raises.
+
+::
+
+    BreakerServiceError
+    ├── ConfigError                  bad configuration, names the variable
+    ├── CircuitOpenError             breaker refused the call (breaker, retry_after)
+    ├── ProviderError                an upstream API failed (provider, status, code)
+    │   ├── ProviderTimeout          no answer in time (transient)
+    │   ├── ProviderUnavailable      transport error, 429 or 5xx (transient, retry_after)
+    │   └── ProviderRejected         the request itself was refused: 4xx, quota (permanent)
+    ├── EventLogError                the event store failed or holds bad data
+    │   ├── ConcurrencyError         another writer took the same breaker version
+    │   └── MalformedEventError      a stored event row cannot be read (names the row)
+    └── UploadRejected               the file was refused before any network call
+
+A retry that gives up re-raises the last error itself, never a wrapper; the number
+of attempts made is on the exception as ``attempts`` (see ``retry.attempts_of``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BreakerServiceError",
+    "CircuitOpenError",
+    "ConcurrencyError",
+    "ConfigError",
+    "EventLogError",
+    "MalformedEventError",
+    "ProviderError",
+    "ProviderRejected",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "UploadRejected",
+]
+
+
+class BreakerServiceError(Exception):
+    """Root of every error raised by breaker-service."""
+
+
+class ConfigError(BreakerServiceError, ValueError):
+    """The configuration is invalid; the message names the variable and what it accepts."""
+
+    def __init__(self, message: str, *, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class CircuitOpenError(BreakerServiceError):
+    """A breaker refused the call without calling the provider."""
+
+    def __init__(
+        self, breaker: str, retry_after: float, *, state: str = "open"
+    ) -> None:
+        self.breaker = breaker
+        self.retry_after = max(0.0, retry_after)
+        self.state = state
+        super().__init__(
+            f"circuit {breaker!r} is {state}; retry after {self.retry_after:.2f}s"
+        )
+
+
+class ProviderError(BreakerServiceError):
+    """An upstream provider call failed.
+
+    ``status`` is the HTTP status (``None`` for transport errors), ``code`` the
+    provider's own error type or code, ``retry_after`` the server's hint in seconds.
+    """
+
+    transient: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+    @property
+    def kind(self) -> str:
+        """A short name for logs and events: the status, or the class name."""
+        return str(self.status) if self.status is not None else type(self).__name__
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time (connect, read, write or pool timeout)."""
+
+    transient = True
+
+    @property
+    def kind(self) -> str:
+        """Always ``timeout``."""
+        return "timeout"
+
+
+class ProviderUnavailable(ProviderError):
+    """A transient failure: transport error, 429 or 5xx. Worth retrying."""
+
+    transient = True
+
+
+class ProviderRejected(ProviderError):
+    """A permanent failure: the request was refused (4xx, exhausted quota, bad key)."""
+
+
+class EventLogError(BreakerServiceError):
+    """The event store could not be read or written."""
+
+
+class ConcurrencyError(EventLogError):
+    """Another writer appended the same breaker version first: reload and re-decide."""
+
+
+class MalformedEventError(EventLogError):
+    """A stored event cannot be replayed; the message names the row."""
+
+    def __init__(self, message: str, *, row_id: int | None = None) -> None:
+        super().__init__(message)
+        self.row_id = row_id
+
+
+class UploadRejected(BreakerServiceError):
+    """A file was refused before any provider was called (path, type or size)."""
+
+    def __init__(
+        self, message: str, *, reason: str = "invalid", path: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.path = path

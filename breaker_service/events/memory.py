@@ -1,0 +1,151 @@
+"""``MemoryEventLog``: the event log in a Python list, for tests and ephemeral use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..errors import ConcurrencyError, EventLogError
+from .log import EventQuery
+from .model import (
+    KIND_TRANSITION,
+    OUTCOME_KINDS,
+    OutcomeRow,
+    Snapshot,
+    StoredEvent,
+    TransitionRecord,
+)
+
+__all__ = ["MemoryEventLog"]
+
+
+class MemoryEventLog:
+    """Keeps every event and snapshot in memory; ``fail_with`` simulates an outage."""
+
+    def __init__(self, instance_id: str = "memory") -> None:
+        self.instance_id = instance_id
+        self.events: list[StoredEvent] = []
+        self.snapshots: dict[str, Snapshot] = {}
+        self._versions: set[tuple[str, int]] = set()
+        self.fail_with: Exception | None = None
+
+    def _check(self) -> None:
+        if self.fail_with is not None:
+            raise EventLogError(
+                f"event store unavailable: {self.fail_with}"
+            ) from self.fail_with
+
+    async def append(
+        self,
+        outcomes: Sequence[OutcomeRow] = (),
+        transitions: Sequence[TransitionRecord] = (),
+        snapshots: Sequence[Snapshot] = (),
+    ) -> dict[str, int]:
+        """Append atomically (all or nothing) and return each breaker's last id."""
+        self._check()
+        for record in transitions:
+            if (record.breaker, record.version) in self._versions:
+                msg = f"breaker {record.breaker!r} already has state version {record.version}"
+                raise ConcurrencyError(msg)
+        last: dict[str, int] = {}
+        next_id = len(self.events) + 1 if not self.events else self.events[-1].id + 1
+        for breaker, kind, version, at, detail, status, duration, count in outcomes:
+            self.events.append(
+                StoredEvent(
+                    next_id,
+                    breaker,
+                    kind,
+                    version,
+                    at,
+                    self.instance_id,
+                    detail=detail,
+                    status=status,
+                    duration=duration,
+                    count=count,
+                )
+            )
+            last[breaker] = next_id
+            next_id += 1
+        for record in transitions:
+            self._versions.add((record.breaker, record.version))
+            self.events.append(
+                StoredEvent(
+                    next_id,
+                    record.breaker,
+                    KIND_TRANSITION,
+                    record.version,
+                    record.at,
+                    self.instance_id,
+                    from_state=record.from_state,
+                    to_state=record.to_state,
+                    reason=record.reason,
+                    actor=record.actor,
+                    duration=record.open_timeout,
+                )
+            )
+            last[record.breaker] = next_id
+            next_id += 1
+        for snapshot in snapshots:
+            self.snapshots[snapshot.breaker] = snapshot
+        return last
+
+    async def read(self, query: EventQuery) -> list[StoredEvent]:
+        """Matching events in id order."""
+        self._check()
+        found = [e for e in self.events if query.matches(e)]
+        return found[: query.limit] if query.limit is not None else found
+
+    async def read_since_snapshots(
+        self, snapshots: dict[str, Snapshot], breaker: str | None = None
+    ) -> list[StoredEvent]:
+        """Each breaker's events after its snapshot."""
+        self._check()
+        return [
+            e
+            for e in self.events
+            if (breaker is None or e.breaker == breaker)
+            and e.id
+            > (snapshots[e.breaker].last_event_id if e.breaker in snapshots else 0)
+        ]
+
+    async def load_snapshots(self, breaker: str | None = None) -> dict[str, Snapshot]:
+        """The latest snapshots."""
+        self._check()
+        if breaker is None:
+            return dict(self.snapshots)
+        return {breaker: self.snapshots[breaker]} if breaker in self.snapshots else {}
+
+    async def last_transition_before(
+        self, breaker: str, at: float
+    ) -> StoredEvent | None:
+        """The last transition at or before ``at``."""
+        self._check()
+        found = [
+            e
+            for e in self.events
+            if e.breaker == breaker and e.kind == KIND_TRANSITION and e.at <= at
+        ]
+        return found[-1] if found else None
+
+    async def prune(self, before: float) -> int:
+        """Drop old outcome events covered by a snapshot."""
+        self._check()
+        keep: list[StoredEvent] = []
+        dropped = 0
+        for e in self.events:
+            covered = (
+                e.breaker in self.snapshots
+                and e.id <= self.snapshots[e.breaker].last_event_id
+            )
+            if e.kind in OUTCOME_KINDS and e.at < before and covered:
+                dropped += 1
+            else:
+                keep.append(e)
+        self.events = keep
+        return dropped
+
+    async def ping(self) -> None:
+        """Fail while ``fail_with`` is set."""
+        self._check()
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

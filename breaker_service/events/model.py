@@ -1,0 +1,112 @@
+"""Events in the breaker log: outcomes and transitions, as frozen values.
+
+Outcome events are recorded on the hot path as plain tuples (``OutcomeRow``) and
+become rows in batches; everything read back is a ``StoredEvent``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "KIND_FAILURE",
+    "KIND_SUCCESS",
+    "KIND_TIMEOUT",
+    "KIND_TRANSITION",
+    "OUTCOME_KINDS",
+    "OutcomeRow",
+    "Snapshot",
+    "StoredEvent",
+    "TransitionRecord",
+]
+
+KIND_SUCCESS = "success"
+KIND_FAILURE = "failure"
+KIND_TIMEOUT = "timeout"
+KIND_TRANSITION = "transition"
+OUTCOME_KINDS = frozenset({KIND_SUCCESS, KIND_FAILURE, KIND_TIMEOUT})
+ALL_KINDS = OUTCOME_KINDS | {KIND_TRANSITION}
+
+# (breaker, kind, state_version, at, detail, status, duration, count)
+OutcomeRow = tuple[str, str, int, float, str | None, int | None, float | None, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """A breaker moved from one state to another; ``version`` is its new state version.
+
+    ``open_timeout`` is the cooldown chosen when entering OPEN, kept so a restart
+    honours the remaining cooldown even if the configuration changed.
+    """
+
+    breaker: str
+    from_state: str
+    to_state: str
+    version: int
+    at: float
+    reason: str
+    actor: str | None = None
+    open_timeout: float | None = None
+
+    @property
+    def when(self) -> datetime:
+        """``at`` as a UTC datetime."""
+        return datetime.fromtimestamp(self.at, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of the log, as read back for replay and audit."""
+
+    id: int
+    breaker: str
+    kind: str
+    state_version: int
+    at: float
+    instance_id: str
+    from_state: str | None = None
+    to_state: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    detail: str | None = None
+    status: int | None = None
+    duration: float | None = None
+    count: int = 1
+
+    @property
+    def when(self) -> datetime:
+        """``at`` as a UTC datetime."""
+        return datetime.fromtimestamp(self.at, UTC)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (with an ISO timestamp) for APIs and the CLI."""
+        return {
+            "id": self.id,
+            "breaker": self.breaker,
+            "kind": self.kind,
+            "state_version": self.state_version,
+            "at": self.when.isoformat(),
+            "instance_id": self.instance_id,
+            "from_state": self.from_state,
+            "to_state": self.to_state,
+            "reason": self.reason,
+            "actor": self.actor,
+            "detail": self.detail,
+            "status": self.status,
+            "duration": self.duration,
+            "count": self.count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A breaker's folded state as of ``last_event_id``, so replay need not read it all."""
+
+    breaker: str
+    state: str
+    state_version: int
+    last_event_id: int
+    taken_at: float
+    data: dict[str, Any] = field(default_factory=dict)

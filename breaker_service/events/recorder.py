@@ -1,0 +1,303 @@
+"""Group commit in front of an ``EventLog``: the hot path appends a tuple, nothing more.
+
+Outcome events collect in ``buffer`` (a plain list the breakers append to) and are
+written one transaction per batch every ``flush_interval`` seconds. Transitions are
+committed at once by ``commit_transition`` before they take effect, whenever the
+store answers in time. When the store is down, slow or locked, events wait in the
+buffer (transitions are never dropped; past ``buffer_max`` outcomes are run-length
+coalesced into counts, never silently lost) and the recorder reports itself degraded
+until the backlog is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from ..errors import ConcurrencyError, EventLogError
+from .log import EventLog
+from .model import OutcomeRow, Snapshot, TransitionRecord
+
+__all__ = ["EventRecorder"]
+
+logger = logging.getLogger("breaker_service.events")
+
+SnapshotSource = Callable[[str], Snapshot | None]
+
+
+def coalesce(rows: list[OutcomeRow], *, keep_order: bool = True) -> list[OutcomeRow]:
+    """Merge outcome rows into counts: runs of equal outcomes per breaker, or all of them.
+
+    With ``keep_order`` only consecutive equal outcomes of a breaker merge, which
+    loses nothing replay needs; without it, equal outcomes merge regardless of order.
+    """
+    merged: dict[tuple[object, ...], list[object]] = {}
+    last_key: dict[str, tuple[object, ...]] = {}
+    out: list[list[object]] = []
+    for row in rows:
+        breaker, kind, version, at, detail, status, _duration, count = row
+        key: tuple[object, ...] = (breaker, kind, version, detail, status)
+        if keep_order:
+            if last_key.get(breaker) == key:
+                merged[key][7] = int(merged[key][7]) + count  # type: ignore[call-overload]
+                continue
+            entry: list[object] = [
+                breaker,
+                kind,
+                version,
+                at,
+                detail,
+                status,
+                None,
+                count,
+            ]
+            merged[key] = entry
+            last_key[breaker] = key
+            out.append(entry)
+        elif key in merged:
+            merged[key][7] = int(merged[key][7]) + count  # type: ignore[call-overload]
+        else:
+            entry = [breaker, kind, version, at, detail, status, None, count]
+            merged[key] = entry
+            out.append(entry)
+    return [tuple(e) for e in out]  # type: ignore[misc]
+
+
+class EventRecorder:
+    """Buffers events, writes them in batches, and survives store outages."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        flush_interval: float = 0.005,
+        batch_size: int = 1000,
+        buffer_max: int = 200_000,
+        snapshot_every: int = 500,
+        commit_timeout: float = 1.0,
+        snapshot_source: SnapshotSource | None = None,
+        on_conflict: Callable[[str], None] | None = None,
+    ) -> None:
+        self.log = log
+        self.buffer: list[OutcomeRow] = []
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.buffer_max = buffer_max
+        self.snapshot_every = snapshot_every
+        self.commit_timeout = commit_timeout
+        self.snapshot_source = snapshot_source
+        self.on_conflict = on_conflict
+        self.degraded = False
+        self.last_error: str | None = None
+        self.written = 0
+        self.coalesced = 0
+        self.last_flush_seconds = 0.0
+        self._pending: list[TransitionRecord] = []
+        self._conflicts: set[TransitionRecord] = set()
+        self._since_snapshot: Counter[str] = Counter()
+        self._force_snapshot: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._retry_at = 0.0
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting to be written (outcomes and transitions)."""
+        return len(self.buffer) + len(self._pending)
+
+    def start(self) -> None:
+        """Start the background flusher (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="event-flusher"
+            )
+
+    def request_snapshot(self, breaker: str) -> None:
+        """Write a snapshot of ``breaker`` with the next flush."""
+        self._force_snapshot.add(breaker)
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.flush_interval)
+            if self.degraded and time.monotonic() < self._retry_at:
+                self._bound_buffer()
+                continue
+            if self.buffer or self._pending:
+                await self.flush()
+
+    def _bound_buffer(self) -> None:
+        if len(self.buffer) <= self.buffer_max:
+            return
+        before = len(self.buffer)
+        rows = coalesce(self.buffer, keep_order=True)
+        if len(rows) > self.buffer_max:
+            rows = coalesce(rows, keep_order=False)
+        self.buffer[:] = rows
+        self.coalesced += before - len(rows)
+        for name in {r[0] for r in rows}:
+            self._force_snapshot.add(name)
+        logger.warning(
+            "[CIRCUIT] event buffer over %d while the store is down: coalesced %d outcome "
+            "events into %d counted rows (nothing dropped)",
+            self.buffer_max,
+            before,
+            len(rows),
+        )
+
+    def _snapshots_for(self, outs: list[OutcomeRow], final: bool) -> list[Snapshot]:
+        for row in outs:
+            self._since_snapshot[row[0]] += 1
+        for record in self._pending:
+            self._since_snapshot[record.breaker] += 1
+        if not final or self.snapshot_source is None:
+            return []
+        due = {n for n, c in self._since_snapshot.items() if c >= self.snapshot_every}
+        due |= self._force_snapshot & (
+            {r[0] for r in outs} | {t.breaker for t in self._pending}
+        )
+        due -= {t.breaker for t in self._pending}  # not applied in memory yet
+        snaps = []
+        for name in sorted(due):
+            snap = self.snapshot_source(name)
+            if snap is not None:
+                snaps.append(snap)
+        return snaps
+
+    async def flush(self) -> bool:
+        """Write everything buffered now; ``False`` if the store failed (kept for later)."""
+        async with self._lock:
+            return await self._flush_locked()
+
+    async def _flush_locked(self) -> bool:
+        while self.buffer or self._pending:
+            outs = self.buffer[: self.batch_size]
+            del self.buffer[: len(outs)]
+            final = not self.buffer
+            transitions = list(self._pending)
+            snaps = self._snapshots_for(outs, final)
+            started = time.perf_counter()
+            try:
+                await self._append(outs, transitions, snaps)
+            except EventLogError as exc:
+                self.buffer[0:0] = outs
+                for row in outs:
+                    self._since_snapshot[row[0]] -= 1
+                self._enter_degraded(exc)
+                return False
+            self.last_flush_seconds = time.perf_counter() - started
+            self.written += len(outs) + len(transitions)
+            for record in transitions:
+                self._pending.remove(record)
+            for snap in snaps:
+                self._since_snapshot.pop(snap.breaker, None)
+                self._force_snapshot.discard(snap.breaker)
+            if self.degraded:
+                self.degraded = False
+                self.last_error = None
+                logger.warning("[CIRCUIT] event store is back; backlog written")
+        return True
+
+    async def _append(
+        self,
+        outs: list[OutcomeRow],
+        transitions: list[TransitionRecord],
+        snaps: list[Snapshot],
+    ) -> None:
+        try:
+            last = await self.log.append(outs, transitions, [])
+        except ConcurrencyError:
+            # Some transition lost a race: write the others one by one, report the losers.
+            for record in transitions:
+                try:
+                    await self.log.append((), [record], [])
+                except ConcurrencyError:
+                    self._pending.remove(record)
+                    self._conflicts.add(record)
+                    logger.warning(
+                        "[CIRCUIT] %s: transition to version %d lost to another writer; reloading",
+                        record.breaker,
+                        record.version,
+                    )
+                    if self.on_conflict is not None:
+                        self.on_conflict(record.breaker)
+                else:
+                    self._pending.remove(record)
+            transitions.clear()
+            last = await self.log.append(outs, (), [])
+            snaps.clear()
+        if snaps:
+            stamped = [
+                dataclasses.replace(s, last_event_id=last[s.breaker])
+                for s in snaps
+                if s.breaker in last
+            ]
+            await self.log.append((), (), stamped)
+
+    def _enter_degraded(self, exc: EventLogError) -> None:
+        if not self.degraded:
+            logger.warning(
+                "[CIRCUIT] event store unavailable, breakers keep protecting in memory "
+                "and buffer events (%d waiting): %s",
+                self.backlog,
+                exc,
+            )
+        self.degraded = True
+        self.last_error = str(exc)
+        self._retry_at = time.monotonic() + 0.5
+        self._bound_buffer()
+
+    async def commit_transition(self, record: TransitionRecord) -> bool:
+        """Commit ``record`` (with everything buffered) before it takes effect.
+
+        ``True`` when committed; ``False`` when the store is down or slower than
+        ``commit_timeout`` (the record stays queued and is written later). Raises
+        ``ConcurrencyError`` when another writer took this version first.
+        """
+        self._pending.append(record)
+        if self.degraded and time.monotonic() < self._retry_at:
+            return False
+        flush = asyncio.ensure_future(self.flush())
+        try:
+            await asyncio.wait_for(asyncio.shield(flush), self.commit_timeout)
+        except TimeoutError:
+            if not self.degraded:
+                logger.warning(
+                    "[CIRCUIT] %s: event store slower than %.1fs; transition applied in memory "
+                    "and committed when the store answers",
+                    record.breaker,
+                    self.commit_timeout,
+                )
+            return False
+        if record in self._conflicts:
+            self._conflicts.discard(record)
+            msg = f"breaker {record.breaker!r}: state version {record.version} taken by another writer"
+            raise ConcurrencyError(msg)
+        return record not in self._pending
+
+    async def prune(self, retention_seconds: float, now: float) -> int:
+        """Delete outcome events older than the retention that snapshots cover."""
+        try:
+            return await self.log.prune(now - retention_seconds)
+        except EventLogError as exc:
+            logger.warning("[CIRCUIT] pruning the event log failed: %s", exc)
+            return 0
+
+    async def aclose(self) -> None:
+        """Stop the flusher and write everything, with fresh snapshots."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if not await self.flush():
+            logger.error(
+                "[CIRCUIT] event store unavailable at shutdown: %d events could not be written",
+                self.backlog,
+            )

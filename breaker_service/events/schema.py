@@ -1,0 +1,76 @@
+"""SQL tables of the event log. Alembic migrations must agree with these (a test checks)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+__all__ = ["breaker_events", "breaker_snapshots", "metadata"]
+
+# The same constraint names on SQLite and PostgreSQL, so migrations are portable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite needs exactly INTEGER for an auto-incrementing rowid alias.
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+breaker_events = Table(
+    "breaker_events",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("breaker", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("state_version", Integer, nullable=False),
+    Column("at", Float, nullable=False),  # UTC epoch seconds
+    Column("instance_id", String(200), nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16)),
+    Column("reason", Text),
+    Column("actor", String(200)),
+    Column("detail", String(200)),
+    Column("status", Integer),
+    Column("duration", Float),
+    Column("count", Integer, nullable=False, server_default=text("1")),
+    Index("ix_breaker_events_breaker_id", "breaker", "id"),
+    Index("ix_breaker_events_at", "at"),
+    # Optimistic concurrency: one transition per breaker and state version, ever.
+    Index(
+        "uq_breaker_events_transition_version",
+        "breaker",
+        "state_version",
+        unique=True,
+        sqlite_where=text("kind = 'transition'"),
+        postgresql_where=text("kind = 'transition'"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+breaker_snapshots = Table(
+    "breaker_snapshots",
+    metadata,
+    Column("breaker", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("state_version", Integer, nullable=False),
+    Column("last_event_id", BigInteger, nullable=False),
+    Column("taken_at", Float, nullable=False),
+    Column("instance_id", String(200), nullable=False),
+    Column("data", JSON, nullable=False),
+)

@@ -1,0 +1,373 @@
+"""``SqlEventLog``: the event log in SQLite (aiosqlite) or PostgreSQL (asyncpg).
+
+Appends are batched: one transaction per flush, one ``executemany`` for outcomes.
+SQLite runs in WAL mode with ``synchronous=NORMAL`` (a committed batch survives a
+process crash; an OS crash may lose the last batches, never corrupt the log) and a
+``busy_timeout`` so the CLI and the service can share the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, event, func, insert, or_, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..errors import ConcurrencyError, EventLogError, MalformedEventError
+from .log import EventQuery
+from .model import (
+    ALL_KINDS,
+    KIND_TRANSITION,
+    OUTCOME_KINDS,
+    OutcomeRow,
+    Snapshot,
+    StoredEvent,
+    TransitionRecord,
+)
+from .schema import breaker_events as E  # noqa: N812 - table aliases keep queries short
+from .schema import breaker_snapshots as S  # noqa: N812
+
+__all__ = ["SqlEventLog", "create_engine", "redact_url"]
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+logger = logging.getLogger("breaker_service.events")
+
+
+def redact_url(url: str) -> str:
+    """The database URL with any password replaced, for logs and errors."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - cheap, local use
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL is shown as its scheme only
+        return url.split(":", 1)[0] + "://..."
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine with SQLite tuned for a shared, crash-safe log."""
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    return engine
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    text = str(exc.orig).lower()
+    return "unique" in text or "duplicate key" in text
+
+
+def _row_to_event(row: Row[Any]) -> StoredEvent:
+    m = row._mapping
+    try:
+        kind = str(m["kind"])
+        if kind not in ALL_KINDS:
+            msg = f"unknown event kind {kind!r}"
+            raise ValueError(msg)
+        if kind == KIND_TRANSITION and not (m["from_state"] and m["to_state"]):
+            msg = "transition without from_state/to_state"
+            raise ValueError(msg)
+        return StoredEvent(
+            id=int(m["id"]),
+            breaker=str(m["breaker"]),
+            kind=kind,
+            state_version=int(m["state_version"]),
+            at=float(m["at"]),
+            instance_id=str(m["instance_id"]),
+            from_state=m["from_state"],
+            to_state=m["to_state"],
+            reason=m["reason"],
+            actor=m["actor"],
+            detail=m["detail"],
+            status=None if m["status"] is None else int(m["status"]),
+            duration=None if m["duration"] is None else float(m["duration"]),
+            count=1 if m["count"] is None else int(m["count"]),
+        )
+    except (TypeError, ValueError, KeyError) as exc:
+        row_id = m.get("id")
+        msg = f"malformed event row id={row_id} in breaker_events: {exc}"
+        raise MalformedEventError(
+            msg, row_id=row_id if isinstance(row_id, int) else None
+        ) from exc
+
+
+class SqlEventLog:
+    """The event log on an SQLAlchemy async engine."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        instance_id: str,
+        owns_engine: bool = True,
+        on_malformed: str = "fail",
+    ) -> None:
+        self.engine = engine
+        self.instance_id = instance_id
+        self.on_malformed = on_malformed
+        self._owns_engine = owns_engine
+        self.skipped_rows: list[int | None] = []
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, instance_id: str, on_malformed: str = "fail"
+    ) -> SqlEventLog:
+        """A log with its own engine for ``url``."""
+        return cls(
+            create_engine(url), instance_id=instance_id, on_malformed=on_malformed
+        )
+
+    def _events(self, rows: Sequence[Row[Any]]) -> list[StoredEvent]:
+        """Rows to events; a malformed row fails, or with ``on_malformed="skip"`` is logged."""
+        if self.on_malformed != "skip":
+            return [_row_to_event(r) for r in rows]
+        events: list[StoredEvent] = []
+        for row in rows:
+            try:
+                events.append(_row_to_event(row))
+            except MalformedEventError as exc:
+                logger.error("[CIRCUIT] skipping %s (EVENT_LOG_ON_MALFORMED=skip)", exc)
+                self.skipped_rows.append(exc.row_id)
+        return events
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def _wrap(self, exc: Exception, action: str) -> EventLogError:
+        return EventLogError(
+            f"event store {action} failed: {type(exc).__name__}: {_short(exc)}"
+        )
+
+    async def append(
+        self,
+        outcomes: Sequence[OutcomeRow] = (),
+        transitions: Sequence[TransitionRecord] = (),
+        snapshots: Sequence[Snapshot] = (),
+    ) -> dict[str, int]:
+        """One transaction: outcomes, then transitions, then snapshots; last id per breaker."""
+        iid = self.instance_id
+        try:
+            async with self.engine.begin() as conn:
+                if outcomes:
+                    await conn.execute(
+                        insert(E),
+                        [
+                            {
+                                "breaker": b,
+                                "kind": k,
+                                "state_version": v,
+                                "at": at,
+                                "instance_id": iid,
+                                "detail": d,
+                                "status": s,
+                                "duration": du,
+                                "count": c,
+                            }
+                            for b, k, v, at, d, s, du, c in outcomes
+                        ],
+                    )
+                for record in transitions:
+                    await conn.execute(
+                        insert(E).values(
+                            breaker=record.breaker,
+                            kind=KIND_TRANSITION,
+                            state_version=record.version,
+                            at=record.at,
+                            instance_id=iid,
+                            from_state=record.from_state,
+                            to_state=record.to_state,
+                            reason=record.reason,
+                            actor=record.actor,
+                            duration=record.open_timeout,
+                            count=1,
+                        )
+                    )
+                touched = {o[0] for o in outcomes} | {t.breaker for t in transitions}
+                last = await self._last_ids(conn, touched) if touched else {}
+                for snapshot in snapshots:
+                    await self._upsert_snapshot(conn, snapshot)
+                return last
+        except IntegrityError as exc:
+            if _is_unique_violation(exc) and transitions:
+                names = ", ".join(f"{t.breaker}@{t.version}" for t in transitions)
+                msg = f"another writer already recorded a transition for {names}"
+                raise ConcurrencyError(msg) from exc
+            raise self._wrap(exc, "append") from exc
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._wrap(exc, "append") from exc
+
+    async def _last_ids(
+        self, conn: AsyncConnection, breakers: set[str]
+    ) -> dict[str, int]:
+        rows = await conn.execute(
+            select(E.c.breaker, func.max(E.c.id))
+            .where(E.c.breaker.in_(breakers))
+            .group_by(E.c.breaker)
+        )
+        return {str(b): int(i) for b, i in rows}
+
+    async def _upsert_snapshot(self, conn: AsyncConnection, snapshot: Snapshot) -> None:
+        values = {
+            "breaker": snapshot.breaker,
+            "state": snapshot.state,
+            "state_version": snapshot.state_version,
+            "last_event_id": snapshot.last_event_id,
+            "taken_at": snapshot.taken_at,
+            "instance_id": self.instance_id,
+            "data": snapshot.data,
+        }
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
+
+            stmt = pg_insert(S).values(**values)
+            stmt = stmt.on_conflict_do_update(index_elements=[S.c.breaker], set_=values)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+
+            lite = sqlite_insert(S).values(**values)
+            await conn.execute(
+                lite.on_conflict_do_update(index_elements=[S.c.breaker], set_=values)
+            )
+            return
+        await conn.execute(stmt)
+
+    async def read(self, query: EventQuery) -> list[StoredEvent]:
+        """Events matching ``query``, in id order."""
+        stmt = select(E).where(E.c.id > query.after_id).order_by(E.c.id)
+        if query.breaker is not None:
+            stmt = stmt.where(E.c.breaker == query.breaker)
+        if query.kinds is not None:
+            stmt = stmt.where(E.c.kind.in_(sorted(query.kinds)))
+        if query.since is not None:
+            stmt = stmt.where(E.c.at >= query.since)
+        if query.until is not None:
+            stmt = stmt.where(E.c.at <= query.until)
+        if query.limit is not None:
+            stmt = stmt.limit(query.limit)
+        try:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._wrap(exc, "read") from exc
+        return self._events(rows)
+
+    async def read_since_snapshots(
+        self, snapshots: dict[str, Snapshot], breaker: str | None = None
+    ) -> list[StoredEvent]:
+        """Each breaker's events after its snapshot, in id order (for replay)."""
+        covered = [
+            and_(E.c.breaker == name, E.c.id > snap.last_event_id)
+            for name, snap in snapshots.items()
+            if breaker is None or name == breaker
+        ]
+        uncovered = E.c.breaker.not_in(list(snapshots)) if snapshots else None
+        clauses = [*covered, *([uncovered] if uncovered is not None else [])]
+        stmt = select(E).order_by(E.c.id)
+        if breaker is not None:
+            stmt = stmt.where(E.c.breaker == breaker)
+        if clauses:
+            stmt = stmt.where(or_(*clauses))
+        try:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._wrap(exc, "replay read") from exc
+        return self._events(rows)
+
+    async def load_snapshots(self, breaker: str | None = None) -> dict[str, Snapshot]:
+        """The latest snapshot per breaker."""
+        stmt = select(S)
+        if breaker is not None:
+            stmt = stmt.where(S.c.breaker == breaker)
+        try:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._wrap(exc, "snapshot read") from exc
+        result: dict[str, Snapshot] = {}
+        for row in rows:
+            m = row._mapping
+            data = m["data"]
+            if isinstance(data, str):
+                data = json.loads(data)
+            if not isinstance(data, dict):
+                msg = f"malformed snapshot for breaker {m['breaker']!r}: data is not an object"
+                raise MalformedEventError(msg)
+            result[str(m["breaker"])] = Snapshot(
+                breaker=str(m["breaker"]),
+                state=str(m["state"]),
+                state_version=int(m["state_version"]),
+                last_event_id=int(m["last_event_id"]),
+                taken_at=float(m["taken_at"]),
+                data=data,
+            )
+        return result
+
+    async def last_transition_before(
+        self, breaker: str, at: float
+    ) -> StoredEvent | None:
+        """The last transition of ``breaker`` at or before ``at``."""
+        stmt = (
+            select(E)
+            .where(E.c.breaker == breaker, E.c.kind == KIND_TRANSITION, E.c.at <= at)
+            .order_by(E.c.state_version.desc())
+            .limit(1)
+        )
+        try:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(stmt)).first()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._wrap(exc, "read") from exc
+        found = self._events([row]) if row is not None else []
+        return found[0] if found else None
+
+    async def prune(self, before: float) -> int:
+        """Delete outcome events older than ``before`` that a snapshot already covers."""
+        covered = (
+            select(S.c.last_event_id)
+            .where(S.c.breaker == E.c.breaker)
+            .scalar_subquery()
+        )
+        stmt = delete(E).where(
+            E.c.kind.in_(sorted(OUTCOME_KINDS)), E.c.at < before, E.c.id <= covered
+        )
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(stmt)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._wrap(exc, "prune") from exc
+        return int(result.rowcount or 0)
+
+    async def ping(self) -> None:
+        """Raise ``EventLogError`` unless a trivial query succeeds."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._wrap(exc, "ping") from exc
+
+    async def aclose(self) -> None:
+        """Dispose of the engine if this log created it."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an error, without SQL parameters (which may hold data)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
