@@ -214,12 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "db":
             return asyncio.run(_db(settings, args.action))
     except ConfigError as exc:
-        errors.print(f"breaker-service: {exc}", markup=False, highlight=False)
+        print(f"breaker-service: {exc}", file=sys.stderr)
         if args.debug:
             raise
         return EXIT_USAGE
     except BreakerServiceError as exc:
-        errors.print(f"breaker-service: {exc}", markup=False, highlight=False)
+        print(f"breaker-service: {exc}", file=sys.stderr)
         if args.debug:
             raise
         return EXIT_FAILED
