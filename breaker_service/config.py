@@ -16,7 +16,15 @@ from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -26,11 +34,30 @@ from pydantic_settings import (
 
 from .errors import ConfigError
 
-__all__ = ["ResilienceSettings", "Settings", "load_settings", "normalize_database_url"]
+__all__ = [
+    "CompatProvider",
+    "ResilienceSettings",
+    "Settings",
+    "load_settings",
+    "normalize_database_url",
+]
 
 _OVERRIDE = re.compile(
     r"^(?P<var>[A-Z][A-Z0-9_]*?)__(?P<provider>[A-Za-z0-9][A-Za-z0-9_.-]*)$"
 )
+
+
+class CompatProvider(BaseModel):
+    """An OpenAI-compatible files API configured without code (``OPENAI_COMPAT_PROVIDERS``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    base_url: str = Field(pattern=r"^https?://")
+    path: str = "/v1/files"
+    api_key_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    purpose: str = "assistants"
+    max_bytes: int = Field(512 * 1024 * 1024, ge=1)
 
 
 class ResilienceSettings(BaseModel):
@@ -99,7 +126,11 @@ _RESILIENCE_VARS = frozenset(name.upper() for name in ResilienceSettings.model_f
 def normalize_database_url(url: str) -> str:
     """Give the async driver for the plain schemes; refuse anything we cannot run."""
     url = url.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        msg = "DATABASE_URL cannot be parsed as a URL (an IPv6 host needs [brackets])"
+        raise ValueError(msg) from None
     scheme = parts.scheme.lower()
     if scheme in {"sqlite", "sqlite+aiosqlite"}:
         if not url.split(":", 1)[1].startswith("///"):
@@ -183,6 +214,47 @@ class Settings(ResilienceSettings, BaseSettings):
 
     provider_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    # Providers (see breaker_service/providers). Keys are secrets: never logged.
+    kimi_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("KIMI_API_KEY", "MOONSHOT_API_KEY")
+    )
+    kimi_base_url: str = "https://api.moonshot.cn"
+    kimi_purpose: str = "file-extract"
+    kimi_max_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    glm_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GLM_API_KEY", "ZHIPUAI_API_KEY")
+    )
+    glm_base_url: str = "https://open.bigmodel.cn"
+    glm_purpose: str = "file-extract"
+    glm_max_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    openai_compat_providers: list[CompatProvider] = Field(default_factory=list)
+
+    http_connect_timeout: float = Field(5.0, gt=0, le=600)
+    http_read_timeout: float = Field(60.0, gt=0, le=3600)
+    http_write_timeout: float = Field(60.0, gt=0, le=3600)
+    http_pool_timeout: float = Field(5.0, gt=0, le=600)
+    http_max_connections: int = Field(100, ge=1, le=10_000)
+
+    # Uploads (see breaker_service/uploads)
+    upload_allowed_dirs: str = "."
+    upload_provider_order: str = "kimi,glm"
+    upload_max_concurrency: int = Field(8, ge=1, le=1000)
+
+    @property
+    def allowed_dirs(self) -> list[Path]:
+        """``UPLOAD_ALLOWED_DIRS`` as resolved paths (comma- or os.pathsep-separated)."""
+        parts = re.split(rf"[,{re.escape(os.pathsep)}]", self.upload_allowed_dirs)
+        return [Path(p.strip()).expanduser().resolve() for p in parts if p.strip()]
+
+    @property
+    def provider_order(self) -> list[str]:
+        """``UPLOAD_PROVIDER_ORDER`` as a list of provider names."""
+        return [
+            p.strip().lower()
+            for p in self.upload_provider_order.split(",")
+            if p.strip()
+        ]
+
     @model_validator(mode="after")
     def _database_url_is_usable(self) -> Self:
         object.__setattr__(
@@ -200,7 +272,8 @@ class Settings(ResilienceSettings, BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Init values win, then the environment, then ``.env``, then overrides."""
-        env_file = settings_cls.model_config.get("env_file")
+        # the file really read: load_settings(env_file=...) only reaches the dotenv source
+        env_file = getattr(dotenv_settings, "env_file", None)
         path = Path(str(env_file)) if isinstance(env_file, str | Path) else None
         return (
             init_settings,

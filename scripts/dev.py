@@ -23,7 +23,7 @@ UV_VERSION = "0.13.9"
 def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> int:
     printable = " ".join(str(c) for c in cmd)
     print(f"+ {printable}", flush=True)
-    return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+    return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)  # noqa: S603 - our own tools
 
 
 def _check(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
@@ -43,7 +43,7 @@ def _uv_env() -> dict[str, str]:
 
 def setup() -> None:
     """Create ``.venv`` (if needed) and sync it to the lock file, frozen."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - say so clearly on an old Python
         raise SystemExit("breaker-service needs Python 3.11 or newer")
     python = BIN / "python"
     if not python.exists():

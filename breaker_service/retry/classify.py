@@ -75,21 +75,21 @@ def _httpx_classification(exc: BaseException) -> Classification | None:
         exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError
     ):
         return Classification(True, type(exc).__name__)
-    if isinstance(exc, httpx.HTTPStatusError):
-        response = exc.response
-        return _status_classification(
-            response.status_code,
-            response.headers.get("retry-after"),
-            DEFAULT_RETRY_STATUSES,
-        )
+    # HTTPStatusError falls through to the generic status path in Classifier.__call__,
+    # which applies this classifier's status_map and retry_statuses.
     return None
 
 
 def _status_classification(
-    status: int, retry_after: str | float | None, statuses: frozenset[int]
+    status: int,
+    retry_after: str | float | None,
+    statuses: frozenset[int],
+    now: float | None = None,
 ) -> Classification:
     after = (
-        parse_retry_after(retry_after) if isinstance(retry_after, str) else retry_after
+        parse_retry_after(retry_after, now=now)
+        if isinstance(retry_after, str)
+        else retry_after
     )
     return Classification(
         status in statuses, str(status), status=status, retry_after=after
@@ -133,8 +133,10 @@ class Classifier:
             hooks=(*hooks, *self._hooks),
         )
 
-    def __call__(self, exc: BaseException) -> Classification:
-        """Classify ``exc``."""
+    def __call__(
+        self, exc: BaseException, *, now: float | None = None
+    ) -> Classification:
+        """Classify ``exc``; ``now`` (epoch seconds) dates a Retry-After HTTP date."""
         for hook in self._hooks:
             verdict = hook(exc)
             if verdict is not None:
@@ -169,7 +171,9 @@ class Classifier:
         status = _status_of(exc)
         if status is not None:
             status = self._status_map.get(status, status)
-            return _status_classification(status, _retry_after_of(exc), self._statuses)
+            return _status_classification(
+                status, _retry_after_of(exc), self._statuses, now
+            )
         return Classification(False, type(exc).__name__)
 
 

@@ -209,7 +209,7 @@ class RetryPolicy:
 
     def _decide(self, exc: BaseException, number: int, started: float) -> float:
         """Seconds to wait before attempt ``number + 1``; raises ``exc`` to give up."""
-        verdict = self._classifier(exc)
+        verdict = self._classifier(exc, now=self._clock.time())
         limit = self.max_attempts
         if testing.STATE.attempts is not None:
             limit = min(limit, testing.STATE.attempts)
