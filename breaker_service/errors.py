@@ -12,7 +12,8 @@
     ├── EventLogError                the event store failed or holds bad data
     │   ├── ConcurrencyError         another writer took the same breaker version
     │   └── MalformedEventError      a stored event row cannot be read (names the row)
-    └── UploadRejected               the file was refused before any network call
+    ├── UnknownProviderError         no provider (or breaker) by that name
+    └── UploadRejected               the file was refused before any network call (reason)
 
 A retry that gives up re-raises the last error itself, never a wrapper; the number
 of attempts made is on the exception as ``attempts`` (see ``retry.attempts_of``).
@@ -31,6 +32,7 @@ __all__ = [
     "ProviderRejected",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "UnknownProviderError",
     "UploadRejected",
 ]
 
@@ -137,3 +139,14 @@ class UploadRejected(BreakerServiceError):
         super().__init__(message)
         self.reason = reason
         self.path = path
+
+
+class UnknownProviderError(BreakerServiceError, LookupError):
+    """No provider is configured under that name."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(
+            f"unknown provider {name!r}; configured: {', '.join(known) or 'none'}"
+        )

@@ -27,7 +27,7 @@ __all__ = [
     "upgrade",
 ]
 
-SCHEMA_HEAD = "0001_event_log"
+SCHEMA_HEAD = "0002_uploads"
 _ADVISORY_LOCK_KEY = 0x6272_6B73  # "brks"
 
 

@@ -1,0 +1,18 @@
+"""Uploads: path validation, the orchestrator and the local record."""
+
+from .model import UploadResult
+from .orchestrator import BatchItem, UploadOrchestrator
+from .store import MemoryUploadStore, SqlUploadStore, UploadStore
+from .validation import ValidatedFile, sha256_of, validate_path
+
+__all__ = [
+    "BatchItem",
+    "MemoryUploadStore",
+    "SqlUploadStore",
+    "UploadOrchestrator",
+    "UploadResult",
+    "UploadStore",
+    "ValidatedFile",
+    "sha256_of",
+    "validate_path",
+]
