@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
             "Configuration comes from the environment and .env (see README)."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logs"
+    )
     parser.add_argument("--database-url", help="override DATABASE_URL for this command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -55,14 +59,57 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--since", help="ISO time (UTC if no offset)")
     events.add_argument("--kind", action="append", help="filter by kind (repeatable)")
     events.add_argument("--limit", type=int, default=100)
-    events.add_argument("--after", type=int, default=0, help="page: events after this id")
+    events.add_argument(
+        "--after", type=int, default=0, help="page: events after this id"
+    )
     events.add_argument("--json", action="store_true", help="print JSON")
 
-    for name, helptext in (("force-open", "force a breaker open"), ("reset", "reset a breaker to closed")):
+    for name, helptext in (
+        ("force-open", "force a breaker open"),
+        ("reset", "reset a breaker to closed"),
+    ):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("name")
         cmd.add_argument("--reason", required=True)
         cmd.add_argument("--actor", default="cli")
+
+    upload = sub.add_parser("upload", help="upload files through retries and breakers")
+    upload.add_argument("paths", nargs="+", metavar="PATH")
+    upload.add_argument(
+        "--provider", help="this provider only (default: UPLOAD_PROVIDER_ORDER)"
+    )
+    upload.add_argument("--purpose", help="the provider's purpose field")
+    upload.add_argument("--concurrency", type=int, default=None)
+    upload.add_argument(
+        "--force", action="store_true", help="upload even if already uploaded"
+    )
+    upload.add_argument("--json", action="store_true", help="print JSON")
+
+    flaky = sub.add_parser(
+        "flaky-provider", help="run the local fault-injecting files API"
+    )
+    flaky.add_argument("--host", default="127.0.0.1")
+    flaky.add_argument("--port", type=int, default=8081)
+    flaky.add_argument("--error-rate", type=float, default=0.15)
+    flaky.add_argument("--seed", type=int, default=None)
+    flaky.add_argument("--flavor", choices=["openai", "kimi", "glm"], default="openai")
+    flaky.add_argument(
+        "--latency-ms", type=float, nargs=2, default=(0.0, 0.0), metavar=("MIN", "MAX")
+    )
+    flaky.add_argument("--retry-after", type=float, default=1.0)
+    flaky.add_argument(
+        "--mix",
+        default="429:1,429_retry_after:1,500:1,502:1,503:3,504:1",
+        help="fault weights, e.g. 503:3,hang:1,drop:1,quota:1",
+    )
+    flaky.add_argument(
+        "--outage",
+        action="append",
+        default=[],
+        metavar="START-END",
+        help="down from START to END seconds after start",
+    )
+    flaky.add_argument("--api-key", help="require this bearer token")
 
     db = sub.add_parser("db", help="database schema (Alembic)")
     db.add_argument("action", choices=["upgrade", "current", "check"])
@@ -80,7 +127,9 @@ def _since(value: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-async def _with_registry(settings: Settings, body: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_registry(
+    settings: Settings, body: Callable[[Any], Awaitable[int]]
+) -> int:
     from .breaker import BreakerRegistry  # noqa: PLC0415 - keep --help fast
 
     registry = await BreakerRegistry.open(settings=settings)
@@ -92,9 +141,22 @@ async def _with_registry(settings: Settings, body: Callable[[Any], Awaitable[int
 
 def _status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="breakers")
-    for column in ("name", "state", "failures", "successes", "rejections", "retry after", "last transition"):
+    for column in (
+        "name",
+        "state",
+        "failures",
+        "successes",
+        "rejections",
+        "retry after",
+        "last transition",
+    ):
         table.add_column(column)
-    colours = {"closed": "green", "open": "red", "half_open": "yellow", "forced_open": "magenta"}
+    colours = {
+        "closed": "green",
+        "open": "red",
+        "half_open": "yellow",
+        "forced_open": "magenta",
+    }
     for row in rows:
         last = row["last_transition"]
         table.add_row(
@@ -109,7 +171,7 @@ def _status_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-async def _status(settings: Settings, as_json: bool) -> int:  # noqa: FBT001
+async def _status(settings: Settings, as_json: bool) -> int:
     async def body(registry: Any) -> int:
         rows = [b.status() for b in registry.breakers()]
         if as_json:
@@ -126,7 +188,11 @@ async def _events(settings: Settings, args: argparse.Namespace) -> int:
 
     async def body(registry: Any) -> int:
         found = await registry.history(
-            args.name, after_id=args.after, limit=args.limit, kinds=args.kind, since=since
+            args.name,
+            after_id=args.after,
+            limit=args.limit,
+            kinds=args.kind,
+            since=since,
         )
         if args.json:
             print(json.dumps([e.as_dict() for e in found], indent=2))
@@ -138,8 +204,17 @@ async def _events(settings: Settings, args: argparse.Namespace) -> int:
             if e.kind == "transition":
                 detail = f"{e.from_state} -> {e.to_state}: {e.reason}"
             else:
-                detail = f"{e.detail or ''} x{e.count}" if e.count != 1 else (e.detail or "")
-            table.add_row(str(e.id), e.when.isoformat(timespec="milliseconds"), e.kind, detail, e.actor or "", e.instance_id)
+                detail = (
+                    f"{e.detail or ''} x{e.count}" if e.count != 1 else (e.detail or "")
+                )
+            table.add_row(
+                str(e.id),
+                e.when.isoformat(timespec="milliseconds"),
+                e.kind,
+                detail,
+                e.actor or "",
+                e.instance_id,
+            )
         console.print(table)
         return EXIT_OK
 
@@ -174,7 +249,9 @@ async def _db(settings: Settings, action: str) -> int:
             console.print(current or "empty (no revision)")
             return EXIT_OK
         if current != SCHEMA_HEAD:
-            errors.print(f"database is at {current or 'nothing'}, head is {SCHEMA_HEAD}")
+            errors.print(
+                f"database is at {current or 'nothing'}, head is {SCHEMA_HEAD}"
+            )
             return EXIT_FAILED
         diff = await check_models_match(engine)
         if diff:
@@ -184,6 +261,129 @@ async def _db(settings: Settings, action: str) -> int:
         return EXIT_OK
     finally:
         await engine.dispose()
+
+
+async def _upload(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from .uploads import UploadOrchestrator  # noqa: PLC0415
+
+    async with await UploadOrchestrator.open(settings) as orchestrator:
+        with Progress(console=errors, transient=True, disable=args.json) as bar:
+            task = bar.add_task("uploading", total=len(args.paths))
+            items = await orchestrator.upload_many(
+                args.paths,
+                concurrency=args.concurrency,
+                provider=args.provider,
+                purpose=args.purpose,
+                force=args.force,
+                progress=lambda done, _total, _item: bar.update(task, completed=done),
+            )
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "path": i.path,
+                        "ok": i.ok,
+                        "result": i.result.as_dict() if i.result else None,
+                        "error": f"{type(i.error).__name__}: {i.error}"
+                        if i.error
+                        else None,
+                    }
+                    for i in items
+                ],
+                indent=2,
+            )
+        )
+    else:
+        table = Table(title="uploads")
+        for column in ("path", "result", "provider", "file id", "attempts", "tried"):
+            table.add_column(column)
+        for item in items:
+            r = item.result
+            if r is not None:
+                note = (
+                    "deduplicated"
+                    if r.deduplicated
+                    else ("ok (fallback)" if r.fallback else "ok")
+                )
+                table.add_row(
+                    item.path,
+                    f"[green]{note}[/]",
+                    r.provider,
+                    r.provider_file_id,
+                    str(r.attempts),
+                    ", ".join(r.providers_tried),
+                )
+            else:
+                table.add_row(
+                    item.path,
+                    f"[red]{type(item.error).__name__}[/]: {item.error}",
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+        console.print(table)
+        console.print(f"{sum(i.ok for i in items)}/{len(items)} uploaded")
+    return EXIT_OK if all(i.ok for i in items) else EXIT_FAILED
+
+
+def _flaky(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from .providers.flaky import FaultConfig, FlakyProvider, create_app  # noqa: PLC0415
+
+    try:
+        mix = {
+            k: float(v)
+            for k, v in (part.split(":") for part in args.mix.split(",") if part)
+        }
+        outages = [tuple(float(x) for x in o.split("-", 1)) for o in args.outage]
+        config = FaultConfig(
+            error_rate=args.error_rate,
+            seed=args.seed,
+            flavor=args.flavor,
+            latency_ms=tuple(args.latency_ms),
+            retry_after=args.retry_after,
+            mix=mix,
+            outages=outages,
+            api_key=args.api_key,
+        )
+    except ValueError as exc:
+        msg = f"flaky-provider: invalid fault options: {str(exc).splitlines()[0]}"
+        raise ConfigError(msg) from None
+    console.print(
+        f"flaky provider on http://{args.host}:{args.port} (admin: /admin/faults, /admin/stats)"
+    )
+    uvicorn.run(
+        create_app(FlakyProvider(config)),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+    )
+    return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the chosen command."""
+    command = args.command
+    if command == "demo":
+        from .demo import run_demo  # noqa: PLC0415
+
+        return asyncio.run(run_demo(settings, once=args.once, seed=args.seed))
+    if command == "flaky-provider":
+        return _flaky(args)
+    runners: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
+        "status": lambda: _status(settings, args.json),
+        "events": lambda: _events(settings, args),
+        "force-open": lambda: _manual(settings, args),
+        "reset": lambda: _manual(settings, args),
+        "db": lambda: _db(settings, args.action),
+        "upload": lambda: _upload(settings, args),
+    }
+    return asyncio.run(runners[command]())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,18 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         overrides = {"database_url": args.database_url} if args.database_url else {}
         settings = load_settings(**overrides)
-        if args.command == "demo":
-            from .demo import run_demo  # noqa: PLC0415
-
-            return asyncio.run(run_demo(settings, once=args.once, seed=args.seed))
-        if args.command == "status":
-            return asyncio.run(_status(settings, args.json))
-        if args.command == "events":
-            return asyncio.run(_events(settings, args))
-        if args.command in {"force-open", "reset"}:
-            return asyncio.run(_manual(settings, args))
-        if args.command == "db":
-            return asyncio.run(_db(settings, args.action))
+        return _dispatch(args, settings)
     except ConfigError as exc:
         print(f"breaker-service: {exc}", file=sys.stderr)
         if args.debug:
@@ -225,5 +414,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_USAGE  # pragma: no cover - parser.error exits

@@ -10,19 +10,33 @@ from pathlib import Path
 
 import pytest
 
+from breaker_service.migrate import SCHEMA_HEAD
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("breaker-service")
 
 pytestmark = pytest.mark.slow
 
 
-def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], tmp_path: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``breaker-service`` script in ``tmp_path`` with a clean env."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RETRY_", "CIRCUIT_", "RESILIENCE_", "DATABASE_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RETRY_", "CIRCUIT_", "RESILIENCE_", "DATABASE_"))
+    }
     clean["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     clean.update(env)
     return subprocess.run(
-        [str(SCRIPT), *args], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=120, check=False
+        [str(SCRIPT), *args],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -37,7 +51,11 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 def test_python_dash_m(tmp_path: Path) -> None:
     """``python -m breaker_service --version`` runs the same program."""
     result = subprocess.run(
-        [sys.executable, "-m", "breaker_service", "--version"], cwd=tmp_path, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "breaker_service", "--version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0
     assert "breaker-service" in result.stdout
@@ -52,7 +70,9 @@ def test_python_dash_m(tmp_path: Path) -> None:
         pytest.param("DATABASE_URL", "mysql://x", id="database-url"),
     ],
 )
-def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path, variable: str, value: str) -> None:
+def test_bad_configuration_exits_2_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
     """A bad variable: exit 2 and one line on stderr that names it, no traceback."""
     result = run(["status"], tmp_path, **{variable: value})
     assert result.returncode == 2
@@ -68,12 +88,18 @@ def test_db_upgrade_then_check(tmp_path: Path) -> None:
     check = run(["db", "check"], tmp_path)
     assert check.returncode == 0, check.stderr
     current = run(["db", "current"], tmp_path)
-    assert "0001_event_log" in current.stdout
+    assert SCHEMA_HEAD in current.stdout
 
 
 def test_force_open_status_events_reset(tmp_path: Path) -> None:
     """Operator commands are recorded with reason and actor and visible in status and events."""
-    assert run(["force-open", "kimi", "--reason", "maintenance", "--actor", "alice"], tmp_path).returncode == 0
+    assert (
+        run(
+            ["force-open", "kimi", "--reason", "maintenance", "--actor", "alice"],
+            tmp_path,
+        ).returncode
+        == 0
+    )
     status = run(["status", "--json"], tmp_path)
     assert status.returncode == 0, status.stderr
     breakers = {b["name"]: b for b in json.loads(status.stdout)["breakers"]}
