@@ -235,6 +235,24 @@ class Settings(ResilienceSettings, BaseSettings):
     http_pool_timeout: float = Field(5.0, gt=0, le=600)
     http_max_connections: int = Field(100, ge=1, le=10_000)
 
+    # Supabase tracking (see breaker_service/tracking): off unless URL and key are set.
+    supabase_url: str | None = Field(None, pattern=r"^https?://")
+    supabase_service_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SUPABASE_SERVICE_KEY", "SUPABASE_KEY")
+    )
+    supabase_table: str = Field(
+        "provider_uploads", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+    )
+    supabase_timeout: float = Field(10.0, gt=0, le=600)
+    outbox_batch_size: int = Field(100, ge=1, le=10_000)
+    outbox_interval: float = Field(1.0, gt=0, le=3600)
+    outbox_lease_seconds: float = Field(60.0, gt=0, le=86400)
+
+    @property
+    def supabase_enabled(self) -> bool:
+        """Tracking to Supabase is on when both ``SUPABASE_URL`` and a key are set."""
+        return bool(self.supabase_url and self.supabase_service_key)
+
     # Uploads (see breaker_service/uploads)
     upload_allowed_dirs: str = "."
     upload_provider_order: str = "kimi,glm"

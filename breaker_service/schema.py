@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .events.schema import breaker_events, breaker_snapshots, metadata, uploads
+from .events.schema import breaker_events, breaker_snapshots, metadata, outbox, uploads
 
-__all__ = ["breaker_events", "breaker_snapshots", "metadata", "uploads"]
+__all__ = ["breaker_events", "breaker_snapshots", "metadata", "outbox", "uploads"]

@@ -16,7 +16,7 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["breaker_events", "breaker_snapshots", "metadata", "uploads"]
+__all__ = ["breaker_events", "breaker_snapshots", "metadata", "outbox", "uploads"]
 
 # The same constraint names on SQLite and PostgreSQL, so migrations are portable.
 NAMING_CONVENTION = {
@@ -92,4 +92,22 @@ uploads = Table(
     Column("instance_id", String(200), nullable=False),
     Index("ix_uploads_sha256_provider", "sha256", "provider"),
     Index("ix_uploads_uploaded_at", "uploaded_at"),
+)
+
+# Transactional outbox: written with the uploads row, delivered to Supabase by the relay.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String(36), primary_key=True),  # = uploads.id, the idempotency key
+    Column("destination", String(100), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    Column("lease_owner", String(200)),
+    Column("lease_until", Float),
+    Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
 )

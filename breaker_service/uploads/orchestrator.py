@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from ..breaker import BreakerRegistry, BreakerState
 from ..clock import Clock, SystemClock
@@ -38,6 +38,11 @@ from ..providers.base import Provider, ProviderFile
 from .model import UploadResult
 from .store import MemoryUploadStore, SqlUploadStore, UploadStore
 from .validation import ValidatedFile, sha256_of, validate_path
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ..tracking.relay import OutboxRelay
 
 __all__ = ["BatchItem", "UploadOrchestrator"]
 
@@ -84,6 +89,7 @@ class UploadOrchestrator:
         self.order = [p for p in order if p in self.providers]
         self.clock = clock or SystemClock()
         self.max_concurrency = max_concurrency
+        self.relay: OutboxRelay | None = None
         self._owned: list[Any] = []
 
     @classmethod
@@ -109,8 +115,20 @@ class UploadOrchestrator:
         owned.append(client)
         log = registry.log
         store: UploadStore
+        relay = None
         if isinstance(log, SqlEventLog):
-            store = SqlUploadStore(log.engine, instance_id=settings.breaker_instance_id)
+            tracking = settings.supabase_enabled
+            store = SqlUploadStore(
+                log.engine, instance_id=settings.breaker_instance_id, outbox=tracking
+            )
+            if tracking:
+                relay = _start_relay(settings, log.engine, registry, clock)
+                owned.append(relay)
+            else:
+                logger.warning(
+                    "Supabase tracking is off (SUPABASE_URL and SUPABASE_SERVICE_KEY unset): "
+                    "uploads are recorded in the local database only"
+                )
         else:
             store = MemoryUploadStore()
         orchestrator = cls(
@@ -123,6 +141,7 @@ class UploadOrchestrator:
             max_concurrency=settings.upload_max_concurrency,
         )
         orchestrator._owned = owned
+        orchestrator.relay = relay
         for name, provider in orchestrator.providers.items():
             if provider.unavailable_reason:
                 logger.info(
@@ -255,6 +274,8 @@ class UploadOrchestrator:
                 uploaded_at=self.clock.time(),
             )
             await self.store.record(result)
+            if self.relay is not None:
+                self.relay.wake()
             return result
         assert last_error is not None
         raise last_error
@@ -312,3 +333,31 @@ class UploadOrchestrator:
             return item
 
         return list(await asyncio.gather(*(one(p) for p in paths)))
+
+
+def _start_relay(
+    settings: Settings, engine: AsyncEngine, registry: BreakerRegistry, clock: Clock
+) -> OutboxRelay:
+    """The Supabase relay for these settings, started (it first delivers what is pending)."""
+    from ..tracking import Outbox, OutboxRelay, SupabaseSink  # noqa: PLC0415
+
+    assert settings.supabase_url is not None
+    assert settings.supabase_service_key is not None
+    sink = SupabaseSink(
+        settings.supabase_url,
+        settings.supabase_service_key.get_secret_value(),
+        settings.supabase_table,
+        timeout=settings.supabase_timeout,
+    )
+    relay = OutboxRelay(
+        outbox=Outbox(engine),
+        sink=sink,
+        registry=registry,
+        owner=settings.breaker_instance_id,
+        clock=clock,
+        batch_size=settings.outbox_batch_size,
+        interval=settings.outbox_interval,
+        lease=settings.outbox_lease_seconds,
+    )
+    relay.start()
+    return relay

@@ -74,9 +74,27 @@ def _row_to_result(m: Any) -> UploadResult:
 class SqlUploadStore:
     """The ``uploads`` table in the same database as the event log."""
 
-    def __init__(self, engine: Any, *, instance_id: str) -> None:
+    def __init__(self, engine: Any, *, instance_id: str, outbox: bool = False) -> None:
         self.engine = engine
         self.instance_id = instance_id
+        self.outbox = outbox
+
+    def tracking_payload(self, result: UploadResult) -> dict[str, Any]:
+        """The row Supabase receives (see migrations/supabase/)."""
+        from datetime import UTC, datetime  # noqa: PLC0415
+
+        return {
+            "id": result.upload_id,
+            "provider": result.provider,
+            "provider_file_id": result.provider_file_id,
+            "filename": result.filename,
+            "sha256": result.sha256,
+            "bytes": result.bytes,
+            "purpose": result.purpose,
+            "attempts": result.attempts,
+            "uploaded_at": datetime.fromtimestamp(result.uploaded_at, UTC).isoformat(),
+            "instance_id": self.instance_id,
+        }
 
     def row(self, result: UploadResult) -> dict[str, Any]:
         """The ``uploads`` row for ``result``."""
@@ -96,13 +114,46 @@ class SqlUploadStore:
         }
 
     async def record(self, result: UploadResult) -> None:
-        """Insert the row (one transaction)."""
+        """Insert the upload row and, with tracking on, its outbox row: one transaction."""
         from sqlalchemy import insert  # noqa: PLC0415 - SQL stays in SQL adapters
 
         from ..schema import uploads  # noqa: PLC0415
+        from ..tracking.outbox import insert_with_outbox, outbox_row  # noqa: PLC0415
 
         async with self.engine.begin() as conn:
-            await conn.execute(insert(uploads).values(**self.row(result)))
+            if self.outbox:
+                row = outbox_row(
+                    result.upload_id, self.tracking_payload(result), result.uploaded_at
+                )
+                await insert_with_outbox(conn, self.row(result), row)
+            else:
+                await conn.execute(insert(uploads).values(**self.row(result)))
+
+    async def recent_with_tracking(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest uploads with their Supabase tracking status (``off`` without a row)."""
+        from sqlalchemy import select  # noqa: PLC0415
+
+        from ..schema import outbox, uploads  # noqa: PLC0415
+
+        stmt = (
+            select(
+                uploads,
+                outbox.c.status.label("tracking"),
+                outbox.c.last_error.label("tracking_error"),
+            )
+            .select_from(uploads.outerjoin(outbox, outbox.c.id == uploads.c.id))
+            .order_by(uploads.c.uploaded_at.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        found = []
+        for row in rows:
+            item = _row_to_result(row._mapping).as_dict()
+            item["tracking"] = row._mapping["tracking"] or "off"
+            item["tracking_error"] = row._mapping["tracking_error"]
+            found.append(item)
+        return found
 
     async def find(self, sha256: str, provider: str) -> UploadResult | None:
         """Latest upload of this content to this provider."""
