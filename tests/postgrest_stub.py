@@ -78,6 +78,7 @@ class PostgrestStub:
         self.hang_seconds: float | None = None
         self.drop = False
         self.stats: Counter[str] = Counter()
+        self.deliveries: Counter[str] = Counter()  # writes received per row id
         self._lock = threading.Lock()
         with self._connect() as conn:
             conn.execute(SCHEMA)
@@ -223,6 +224,7 @@ def create_postgrest_app(stub: PostgrestStub) -> Starlette:
                 400, "23502", "null value violates not-null constraint", details=text
             )
         stub.stats["written"] += len(rows)
+        stub.deliveries.update(str(r.get("id")) for r in rows)
         if stub.fail_after_write:
             return _error(503, "503", "acknowledgement lost after the write")
         if prefer.get("return") == "representation":
