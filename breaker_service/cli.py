@@ -30,7 +30,7 @@ errors = Console(stderr=True)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - the whole command line in one place
     parser = argparse.ArgumentParser(
         prog="breaker-service",
         description=(
@@ -110,6 +110,33 @@ def _parser() -> argparse.ArgumentParser:
         help="down from START to END seconds after start",
     )
     flaky.add_argument("--api-key", help="require this bearer token")
+
+    serve = sub.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", default=None, help="default SERVICE_HOST (127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=None, help="default SERVICE_PORT (8080)"
+    )
+    serve.add_argument("--workers", type=int, default=1)
+
+    token = sub.add_parser("token", help="mint a JWT for local use")
+    token.add_argument(
+        "--sub", required=True, help="the subject (recorded as the actor)"
+    )
+    token.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="breakers:read, uploads:write, breakers:admin",
+    )
+    token.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d")
+
+    outbox_cmd = sub.add_parser(
+        "outbox", help="Supabase tracking outbox: status, redrive"
+    )
+    outbox_cmd.add_argument(
+        "--redrive", action="store_true", help="put failed rows back to pending"
+    )
+    outbox_cmd.add_argument("--json", action="store_true", help="print JSON")
 
     db = sub.add_parser("db", help="database schema (Alembic)")
     db.add_argument("action", choices=["upgrade", "current", "check"])
@@ -330,6 +357,57 @@ async def _upload(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if all(i.ok for i in items) else EXIT_FAILED
 
 
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from .api import create_app  # noqa: PLC0415
+
+    host = args.host or settings.service_host
+    port = args.port if args.port is not None else settings.service_port
+    if args.workers > 1:
+        # Each worker process builds its own app from the environment.
+        uvicorn.run(
+            "breaker_service.api:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers,
+        )
+        return EXIT_OK
+    app = create_app(settings)  # fails here, before binding, on a bad configuration
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return EXIT_OK
+
+
+async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+    from .events.sql import create_engine  # noqa: PLC0415
+    from .migrate import ensure_schema  # noqa: PLC0415
+    from .tracking import Outbox  # noqa: PLC0415
+
+    engine = create_engine(settings.database_url)
+    try:
+        await ensure_schema(engine, migrate=settings.database_auto_migrate)
+        outbox = Outbox(engine)
+        now = datetime.now(UTC).timestamp()
+        redriven = await outbox.redrive(now) if args.redrive else None
+        status = (await outbox.status(now)).as_dict()
+    finally:
+        await engine.dispose()
+    status["tracking_enabled"] = settings.supabase_enabled
+    if redriven is not None:
+        status["redriven"] = redriven
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        table = Table(title="Supabase tracking outbox")
+        table.add_column("field")
+        table.add_column("value")
+        for key, value in status.items():
+            table.add_row(key, str(value))
+        console.print(table)
+    return EXIT_OK
+
+
 def _flaky(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
@@ -375,6 +453,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(run_demo(settings, once=args.once, seed=args.seed))
     if command == "flaky-provider":
         return _flaky(args)
+    if command == "serve":
+        return _serve(settings, args)
+    if command == "token":
+        from .api.auth import mint_token, parse_ttl  # noqa: PLC0415
+
+        print(
+            mint_token(
+                settings, subject=args.sub, scopes=args.scope, ttl=parse_ttl(args.ttl)
+            )
+        )
+        return EXIT_OK
     runners: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
         "status": lambda: _status(settings, args.json),
         "events": lambda: _events(settings, args),
@@ -382,6 +471,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "reset": lambda: _manual(settings, args),
         "db": lambda: _db(settings, args.action),
         "upload": lambda: _upload(settings, args),
+        "outbox": lambda: _outbox(settings, args),
     }
     return asyncio.run(runners[command]())
 
@@ -395,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if args.command is None:
         parser.print_help()
         return EXIT_OK

@@ -253,6 +253,45 @@ class Settings(ResilienceSettings, BaseSettings):
         """Tracking to Supabase is on when both ``SUPABASE_URL`` and a key are set."""
         return bool(self.supabase_url and self.supabase_service_key)
 
+    # The HTTP service (see breaker_service/api)
+    breaker_service_jwt_secret: SecretStr | None = None
+    breaker_service_jwt_public_key: SecretStr | None = None
+    breaker_service_jwt_private_key: SecretStr | None = None
+    breaker_service_jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
+    breaker_service_jwt_audience: str = "breaker-service"
+    breaker_service_jwt_issuer: str = "breaker-service"
+    breaker_service_jwt_leeway: float = Field(30.0, ge=0, le=600)
+    auth_disabled: bool = False
+    metrics_public: bool = True
+    service_host: str = "127.0.0.1"
+    service_port: int = Field(8080, ge=0, le=65535)
+    upload_spool_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _jwt_key_fits_algorithm(self) -> Self:
+        secret = self.breaker_service_jwt_secret
+        if secret is not None and len(secret.get_secret_value().encode()) < 32:
+            msg = "BREAKER_SERVICE_JWT_SECRET must be at least 32 bytes long"
+            raise ValueError(msg)
+        if (
+            self.breaker_service_jwt_algorithm != "HS256"
+            and secret is not None
+            and self.breaker_service_jwt_public_key is None
+        ):
+            msg = (
+                f"BREAKER_SERVICE_JWT_ALGORITHM={self.breaker_service_jwt_algorithm} needs "
+                "BREAKER_SERVICE_JWT_PUBLIC_KEY (a PEM public key), not a shared secret"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def auth_configured(self) -> bool:
+        """Whether a token verification key is configured."""
+        if self.breaker_service_jwt_algorithm == "HS256":
+            return self.breaker_service_jwt_secret is not None
+        return self.breaker_service_jwt_public_key is not None
+
     # Uploads (see breaker_service/uploads)
     upload_allowed_dirs: str = "."
     upload_provider_order: str = "kimi,glm"

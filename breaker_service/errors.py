@@ -12,7 +12,8 @@
     ├── EventLogError                the event store failed or holds bad data
     │   ├── ConcurrencyError         another writer took the same breaker version
     │   └── MalformedEventError      a stored event row cannot be read (names the row)
-    ├── UnknownProviderError         no provider (or breaker) by that name
+    ├── UnknownProviderError         no provider by that name
+    ├── UnknownBreakerError          no breaker by that name
     └── UploadRejected               the file was refused before any network call (reason)
 
 A retry that gives up re-raises the last error itself, never a wrapper; the number
@@ -32,6 +33,7 @@ __all__ = [
     "ProviderRejected",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "UnknownBreakerError",
     "UnknownProviderError",
     "UploadRejected",
 ]
@@ -150,3 +152,11 @@ class UnknownProviderError(BreakerServiceError, LookupError):
         super().__init__(
             f"unknown provider {name!r}; configured: {', '.join(known) or 'none'}"
         )
+
+
+class UnknownBreakerError(BreakerServiceError, LookupError):
+    """No breaker is known under that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown breaker {name!r}")

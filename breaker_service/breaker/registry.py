@@ -25,7 +25,7 @@ from ..events.model import StoredEvent, TransitionRecord
 from ..events.recorder import EventRecorder
 from ..retry.budget import RetryBudget
 from ..retry.classify import Classifier
-from ..retry.policy import RetryPolicy
+from ..retry.policy import GiveUp, RetryPolicy, RetryScheduled
 from .breaker import CircuitBreaker, Judge
 from .core import BreakerCore
 from .replay import fold
@@ -65,6 +65,8 @@ class BreakerRegistry:
         self._policies: dict[str, RetryPolicy] = {}
         self._budgets: dict[str, RetryBudget] = {}
         self._listeners: list[TransitionListener] = []
+        self._retry_listeners: list[Callable[[RetryScheduled], None]] = []
+        self._give_up_listeners: list[Callable[[GiveUp], None]] = []
         self._prune_task: asyncio.Task[None] | None = None
         self.recorder = EventRecorder(
             log,
@@ -209,6 +211,25 @@ class BreakerRegistry:
         """Call ``listener(breaker, record)`` after every transition (metrics, UIs)."""
         self._listeners.append(listener)
 
+    def add_retry_listener(
+        self,
+        on_retry: Callable[[RetryScheduled], None] | None = None,
+        on_give_up: Callable[[GiveUp], None] | None = None,
+    ) -> None:
+        """Hear of every scheduled retry and every give-up (metrics)."""
+        if on_retry is not None:
+            self._retry_listeners.append(on_retry)
+        if on_give_up is not None:
+            self._give_up_listeners.append(on_give_up)
+
+    def _retry_scheduled(self, event: RetryScheduled) -> None:
+        for listener in self._retry_listeners:
+            listener(event)
+
+    def _gave_up(self, event: GiveUp) -> None:
+        for listener in self._give_up_listeners:
+            listener(event)
+
     def _notify(self, breaker: CircuitBreaker, record: TransitionRecord) -> None:
         for listener in self._listeners:
             try:
@@ -254,6 +275,8 @@ class BreakerRegistry:
                 classifier=self.classifier,
                 budget=budget,
                 clock=self.clock,
+                on_retry=self._retry_scheduled,
+                on_give_up=self._gave_up,
             )
             self._policies[name] = policy
         return policy

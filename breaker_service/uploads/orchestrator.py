@@ -143,6 +143,7 @@ class UploadOrchestrator:
         orchestrator._owned = owned
         orchestrator.relay = relay
         for name, provider in orchestrator.providers.items():
+            registry.get(name)  # every provider's breaker is listed from the start
             if provider.unavailable_reason:
                 logger.info(
                     "provider %s unavailable: %s", name, provider.unavailable_reason

@@ -1,0 +1,140 @@
+"""Errors as ``application/problem+json``, mapped from the error tree in one table.
+
+The handler looks an exception up along its class hierarchy, so a subclass gets
+its parent's status unless it has its own row.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from ..errors import (
+    BreakerServiceError,
+    CircuitOpenError,
+    ConfigError,
+    EventLogError,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+    UnknownBreakerError,
+    UnknownProviderError,
+    UploadRejected,
+)
+from .auth import AuthError
+
+__all__ = ["PROBLEM_STATUS", "install_problem_handlers", "problem"]
+
+logger = logging.getLogger("breaker_service.api")
+
+# error class -> (HTTP status, problem type)
+PROBLEM_STATUS: dict[type[BaseException], tuple[int, str]] = {
+    AuthError: (401, "unauthorized"),
+    CircuitOpenError: (503, "circuit-open"),
+    UnknownProviderError: (404, "unknown-provider"),
+    UnknownBreakerError: (404, "unknown-breaker"),
+    UploadRejected: (422, "upload-rejected"),
+    ProviderTimeout: (504, "upstream-timeout"),
+    ProviderRejected: (502, "upstream-rejected"),
+    ProviderError: (502, "upstream-unavailable"),
+    EventLogError: (503, "store-unavailable"),
+    ConfigError: (400, "bad-request"),
+    BreakerServiceError: (500, "internal"),
+}
+
+_UPLOAD_REASON_STATUS = {
+    "too_large": 413,
+    "outside_allowed_dirs": 400,
+    "invalid_path": 400,
+    "no_provider": 503,
+}
+
+
+def problem(
+    status: int,
+    kind: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem+json response."""
+    body = {
+        "type": f"urn:breaker-service:{kind}",
+        "title": kind.replace("-", " "),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
+
+
+def _lookup(exc: BaseException) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in PROBLEM_STATUS:
+            return PROBLEM_STATUS[cls]
+    return 500, "internal"
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    status, kind = _lookup(exc)
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, AuthError):
+        status = exc.status
+        kind = "unauthorized" if status == 401 else "forbidden"
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="breaker-service"'
+    elif isinstance(exc, CircuitOpenError):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        extra = {"breaker": exc.breaker, "retry_after": round(exc.retry_after, 3)}
+    elif isinstance(exc, UploadRejected):
+        status = _UPLOAD_REASON_STATUS.get(exc.reason, status)
+        extra = {"reason": exc.reason}
+    elif isinstance(exc, ProviderError):
+        extra = {
+            "provider": exc.provider,
+            "upstream_status": exc.status,
+            "code": exc.code,
+        }
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if status >= 500 and kind == "internal":
+        logger.error("unhandled %s: %s", type(exc).__name__, exc)
+    return problem(status, kind, str(exc), headers or None, **extra)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(
+        exc.status_code, "http-error", str(exc.detail), dict(exc.headers or {}) or None
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()
+    ]
+    return problem(
+        422, "invalid-request", "the request does not match the schema", errors=errors
+    )
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error: %s", type(exc).__name__)
+    return problem(500, "internal", "internal error")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(BreakerServiceError, _domain_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
