@@ -1,143 +1,255 @@
-"""``breaker-service demo``: the resilience layer at work, on a local SQLite file.
+"""``breaker-service demo``: the whole service on embedded defaults, no keys needed.
 
-Two simulated providers (``kimi`` and ``glm`` stand-ins, in process, seeded faults)
-go through three phases: transient faults absorbed by retries; ``kimi`` down, its
-breaker opening and uploads falling back to ``glm``; ``kimi`` back, its breaker
-half-opening and closing. Every transition lands in the audit log shown at the end.
+Two local fault-injecting providers stand in for ``kimi`` and ``glm`` on free
+loopback ports; the HTTP service runs on SQLite with its migrations applied; a
+scripted scenario runs against the service over HTTP: uploads succeed through
+transient faults; ``kimi`` goes down, its breaker opens and uploads fall back to
+``glm``; ``kimi`` recovers, its breaker half-opens and closes. The audit trail comes
+from the SQL event log. Without ``--once`` the service keeps serving until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-from dataclasses import dataclass, field
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
-from .breaker import BreakerRegistry, BreakerState
 from .config import Settings
-from .errors import CircuitOpenError, ProviderError, ProviderUnavailable
+from .providers.flaky import (
+    FaultConfig,
+    FlakyProvider,
+    create_app,
+    free_port,
+    serve_in_thread,
+)
 
 __all__ = ["run_demo"]
 
 console = Console()
 
-DEMO_OVERRIDES = {
-    "circuit_breaker_timeout": 2.0,
-    "circuit_breaker_failure_threshold": 3,
-    "retry_base_delay": 0.05,
-    "retry_max_delay": 0.4,
+COOLDOWN = 3.0
+COLOURS = {
+    "closed": "green",
+    "open": "red",
+    "half_open": "yellow",
+    "forced_open": "magenta",
 }
 
 
-@dataclass
-class SimulatedProvider:
-    """An in-process stand-in for a provider's file API, with seeded faults."""
-
-    name: str
-    error_rate: float
-    rng: random.Random
-    down: bool = False
-    calls: int = 0
-    failures: int = 0
-
-    async def upload(self, index: int) -> str:
-        self.calls += 1
-        await asyncio.sleep(0.002)
-        if self.down or self.rng.random() < self.error_rate:
-            self.failures += 1
-            raise ProviderUnavailable(f"{self.name} answered 503", provider=self.name, status=503)
-        return f"{self.name}-file-{index}"
-
-
-@dataclass
-class Tally:
-    ok: dict[str, int] = field(default_factory=dict)
-    failed: int = 0
-    fallbacks: int = 0
-
-
-async def _upload(registry: BreakerRegistry, providers: dict[str, SimulatedProvider], index: int, tally: Tally) -> None:
-    for position, name in enumerate(providers):
-        try:
-            await registry.call(name, providers[name].upload, index)
-        except (CircuitOpenError, ProviderError):
-            continue
-        tally.ok[name] = tally.ok.get(name, 0) + 1
-        tally.fallbacks += position > 0
-        return
-    tally.failed += 1
+@contextlib.contextmanager
+def _providers(seed: int) -> Iterator[tuple[str, str, FlakyProvider]]:
+    kimi = FlakyProvider(
+        FaultConfig(
+            error_rate=0.15,
+            seed=seed,
+            flavor="kimi",
+            api_key="demo-kimi-key",
+            latency_ms=(2, 10),
+        )
+    )
+    glm = FlakyProvider(
+        FaultConfig(
+            error_rate=0.05,
+            seed=seed + 1,
+            flavor="glm",
+            api_key="demo-glm-key",
+            latency_ms=(2, 10),
+        )
+    )
+    with (
+        serve_in_thread(create_app(kimi)) as kimi_url,
+        serve_in_thread(create_app(glm)) as glm_url,
+    ):
+        yield kimi_url, glm_url, kimi
 
 
-def _table(registry: BreakerRegistry, title: str) -> Table:
+def _breaker_table(breakers: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for column in ("breaker", "state", "successes", "failures", "rejections", "last transition"):
+    for column in (
+        "breaker",
+        "state",
+        "successes",
+        "failures",
+        "rejections",
+        "retry after",
+        "last transition",
+    ):
         table.add_column(column)
-    colours = {BreakerState.CLOSED: "green", BreakerState.OPEN: "red", BreakerState.HALF_OPEN: "yellow"}
-    for b in registry.breakers():
-        last = b.last_transition
+    for b in breakers:
+        last = b["last_transition"]
         table.add_row(
-            b.name,
-            f"[{colours.get(b.state, 'white')}]{b.state.value}[/]",
-            str(b.successes),
-            str(b.failures),
-            str(b.rejections),
-            f"{last.from_state} -> {last.to_state} ({last.reason})" if last else "-",
+            b["name"],
+            f"[{COLOURS.get(b['state'], 'white')}]{b['state']}[/]",
+            str(b["successes"]),
+            str(b["failures"]),
+            str(b["rejections"]),
+            f"{b['retry_after']:.1f}s" if b["retry_after"] else "-",
+            f"{last['from']} -> {last['to']} ({last['reason']})" if last else "-",
         )
     return table
 
 
-async def run_demo(settings: Settings, *, once: bool = True, seed: int = 7) -> int:
-    """Run the three-phase scenario and print the breakers and their audit trail."""
-    settings = settings.model_copy(update=DEMO_OVERRIDES)
-    rng = random.Random(seed)  # noqa: S311 - fault injection
-    providers = {
-        "kimi": SimulatedProvider("kimi", 0.15, rng),
-        "glm": SimulatedProvider("glm", 0.05, rng),
-    }
-    registry = await BreakerRegistry.open(settings=settings)
-    console.print(f"[bold]breaker-service demo[/] (event log: {settings.database_url})")
-    try:
-        for name in providers:
-            breaker = registry.get(name)
-            if breaker.state is not BreakerState.CLOSED:
-                await breaker.reset("demo start", "demo")
-        tally = Tally()
-        console.rule("1. transient faults (15% on kimi, 5% on glm): retries absorb them")
-        for i in range(30):
-            await _upload(registry, providers, i, tally)
-        console.print(_table(registry, "after phase 1"))
+async def _uploads(
+    client: httpx.AsyncClient, files: list[Path], tally: dict[str, int]
+) -> None:
+    for path in files:
+        with path.open("rb") as stream:
+            reply = await client.post("/uploads", files={"file": (path.name, stream)})
+        if reply.status_code == 200:
+            body = reply.json()
+            tally[body["provider"]] = tally.get(body["provider"], 0) + 1
+            tally["fallback"] = tally.get("fallback", 0) + int(body["fallback"])
+        else:
+            tally["failed"] = tally.get("failed", 0) + 1
 
-        console.rule("2. kimi goes down: its breaker opens, uploads fall back to glm")
-        providers["kimi"].down = True
-        for i in range(30, 50):
-            await _upload(registry, providers, i, tally)
-        console.print(_table(registry, "after phase 2"))
 
-        console.rule("3. kimi recovers: after the cooldown its breaker half-opens, then closes")
-        providers["kimi"].down = False
-        providers["kimi"].error_rate = 0.0
-        await asyncio.sleep(settings.circuit_breaker_timeout + 0.1)
-        for i in range(50, 60):
-            await _upload(registry, providers, i, tally)
-        console.print(_table(registry, "after phase 3"))
-
-        history = await registry.history("kimi", kinds=["transition"], limit=None)
-        audit = Table(title="kimi transitions (from the SQL event log)")
-        for column in ("id", "at", "from", "to", "reason"):
-            audit.add_column(column)
-        for event in history[-6:]:
-            audit.add_row(str(event.id), event.when.isoformat(timespec="milliseconds"), event.from_state or "", event.to_state or "", event.reason or "")
-        console.print(audit)
-        uploads = sum(tally.ok.values())
-        console.print(
-            f"[bold]{uploads}/60 uploads succeeded[/] ({tally.ok}), {tally.fallbacks} by fallback, "
-            f"{tally.failed} failed; provider calls: "
-            + ", ".join(f"{p.name} {p.calls} ({p.failures} faults)" for p in providers.values())
+async def _scenario(
+    client: httpx.AsyncClient, files: list[Path], kimi: FlakyProvider
+) -> dict[str, int]:
+    """The three phases, over HTTP; returns uploads per provider, fallbacks and failures."""
+    for name in ("kimi", "glm"):
+        state = (await client.get(f"/breakers/{name}")).json()["state"]
+        if state != "closed":
+            await client.post(f"/breakers/{name}/reset", json={"reason": "demo start"})
+    tally: dict[str, int] = {}
+    console.rule("1. transient faults (15% on kimi, 5% on glm): retries absorb them")
+    await _uploads(client, files[:30], tally)
+    console.print(
+        _breaker_table(
+            (await client.get("/breakers")).json()["breakers"],
+            "after phase 1",
         )
-        if not once:
-            console.print("(the HTTP service arrives with the service issue; exiting)")
-        return 0 if tally.failed == 0 else 1
-    finally:
-        await registry.aclose()
+    )
+
+    console.rule("2. kimi goes down: its breaker opens, uploads fall back to glm")
+    kimi.reconfigure({"down": True})
+    await _uploads(client, files[30:50], tally)
+    console.print(
+        _breaker_table(
+            (await client.get("/breakers")).json()["breakers"],
+            "after phase 2",
+        )
+    )
+
+    console.rule(
+        "3. kimi recovers: after the cooldown its breaker half-opens, then closes"
+    )
+    kimi.reconfigure({"down": False, "error_rate": 0.0})
+    await asyncio.sleep(COOLDOWN + 0.2)
+    await _uploads(client, files[50:], tally)
+    console.print(
+        _breaker_table(
+            (await client.get("/breakers")).json()["breakers"],
+            "after phase 3",
+        )
+    )
+
+    events = (
+        await client.get(
+            "/breakers/kimi/events",
+            params={"kind": "transition", "limit": 1000},
+        )
+    ).json()["events"]
+    audit = Table(
+        title="kimi transitions (GET /breakers/kimi/events, from the SQL event log)"
+    )
+    for column in ("id", "at", "from", "to", "reason", "by"):
+        audit.add_column(column)
+    for event in events[-6:]:
+        audit.add_row(
+            str(event["id"]),
+            event["at"],
+            event["from_state"],
+            event["to_state"],
+            event["reason"],
+            event["actor"] or "",
+        )
+    console.print(audit)
+    uploaded = tally.get("kimi", 0) + tally.get("glm", 0)
+    console.print(
+        f"[bold]{uploaded}/60 uploads succeeded[/] (kimi {tally.get('kimi', 0)}, glm {tally.get('glm', 0)}), "
+        f"{tally.get('fallback', 0)} by fallback, {tally.get('failed', 0)} failed"
+    )
+    return tally
+
+
+async def run_demo(settings: Settings, *, once: bool = True, seed: int = 7) -> int:
+    """Start providers and the service, run the scenario, print what happened."""
+    import uvicorn  # noqa: PLC0415
+
+    from .api import create_app as service_app  # noqa: PLC0415
+    from .api.auth import mint_token  # noqa: PLC0415
+
+    work = Path(tempfile.mkdtemp(prefix="breaker-demo-"))
+    files = []
+    for index in range(60):
+        path = work / f"report-{index:02d}.txt"
+        path.write_bytes(f"demo document {index}\n".encode() + os.urandom(512))
+        files.append(path)
+    with _providers(seed) as (kimi_url, glm_url, kimi):
+        demo = settings.model_copy(
+            update={
+                "kimi_base_url": kimi_url,
+                "glm_base_url": glm_url,
+                "kimi_api_key": "demo-kimi-key",
+                "glm_api_key": "demo-glm-key",
+                "upload_allowed_dirs": str(work),
+                "upload_provider_order": "kimi,glm",
+                "circuit_breaker_timeout": COOLDOWN,
+                "circuit_breaker_failure_threshold": 3,
+                "retry_base_delay": 0.05,
+                "retry_max_delay": 0.5,
+                "auth_disabled": False,
+                "breaker_service_jwt_secret": secrets.token_urlsafe(48),
+                "breaker_service_jwt_algorithm": "HS256",
+            }
+        )
+        demo = type(settings).model_validate(demo.model_dump())
+        token = mint_token(
+            demo,
+            subject="demo",
+            scopes=["breakers:read", "uploads:write", "breakers:admin"],
+            ttl=86400,
+        )
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                service_app(demo), host="127.0.0.1", port=port, log_level="warning"
+            )
+        )
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                return 1
+            await asyncio.sleep(0.02)
+        url = f"http://127.0.0.1:{port}"
+        console.print(
+            f"[bold]breaker-service demo[/]: API {url}  (docs {url}/docs, metrics {url}/metrics)"
+        )
+        console.print(
+            f"event log: {demo.database_url}; providers: kimi {kimi_url}, glm {glm_url}"
+        )
+        console.print(f"admin token (24 h): {token}")
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            async with httpx.AsyncClient(
+                base_url=url, headers=headers, timeout=30
+            ) as client:
+                tally = await _scenario(client, files, kimi)
+            if not once:
+                console.print(f"serving on {url} until Ctrl-C")
+                await serving
+            return 0 if tally.get("failed", 0) == 0 else 1
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
