@@ -26,6 +26,7 @@ class MemoryEventLog:
         self.events: list[StoredEvent] = []
         self.snapshots: dict[str, Snapshot] = {}
         self._versions: set[tuple[str, int]] = set()
+        self._next_id = 1  # never reused, even after pruning
         self.fail_with: Exception | None = None
 
     def _check(self) -> None:
@@ -42,12 +43,15 @@ class MemoryEventLog:
     ) -> dict[str, int]:
         """Append atomically (all or nothing) and return each breaker's last id."""
         self._check()
+        claimed = set(self._versions)
         for record in transitions:
-            if (record.breaker, record.version) in self._versions:
+            key = (record.breaker, record.version)
+            if key in claimed:
                 msg = f"breaker {record.breaker!r} already has state version {record.version}"
                 raise ConcurrencyError(msg)
+            claimed.add(key)
         last: dict[str, int] = {}
-        next_id = len(self.events) + 1 if not self.events else self.events[-1].id + 1
+        next_id = self._next_id
         for breaker, kind, version, at, detail, status, duration, count in outcomes:
             self.events.append(
                 StoredEvent(
@@ -86,6 +90,7 @@ class MemoryEventLog:
             next_id += 1
         for snapshot in snapshots:
             self.snapshots[snapshot.breaker] = snapshot
+        self._next_id = next_id
         return last
 
     async def read(self, query: EventQuery) -> list[StoredEvent]:

@@ -48,7 +48,13 @@ def redact_url(url: str) -> str:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine with SQLite tuned for a shared, crash-safe log."""
+    """An async engine with SQLite tuned for a shared, crash-safe log.
+
+    On PostgreSQL pooled connections are pinged before use, so the first write after
+    a server restart does not fail on a connection the server already closed.
+    """
+    if url.startswith("postgresql"):
+        kwargs.setdefault("pool_pre_ping", True)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
