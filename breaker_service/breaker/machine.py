@@ -17,7 +17,25 @@ from .state import BreakerState
 
 __all__ = ["TRIGGER_FOR", "BreakerMachine"]
 
+
+class _SkipBindingNoise(logging.Filter):
+    """Drops the warning ``model_override=True`` gives for every helper we choose not to bind."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Skip binding" not in record.getMessage()
+
+
 logging.getLogger("transitions").setLevel(logging.WARNING)
+logging.getLogger("transitions.core").addFilter(_SkipBindingNoise())
+
+
+def _not_an_override_notice(record: logging.LogRecord) -> bool:
+    """Drop the WARNING ``model_override=True`` logs for each convenience it skips
+    (13 per breaker created): skipping them is the point of the option."""
+    return "due to model override policy" not in record.getMessage()
+
+
+logging.getLogger("transitions.core").addFilter(_not_an_override_notice)
 
 _S = BreakerState
 _TRANSITIONS: list[dict[str, Any]] = [

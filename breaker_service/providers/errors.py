@@ -40,6 +40,8 @@ def map_transport_error(
     exc: httpx.HTTPError, provider: str, secrets: Iterable[str | None] = ()
 ) -> ProviderError:
     """An httpx transport error as a ``ProviderError`` kind."""
+    if isinstance(exc, httpx.HTTPStatusError):  # a status, not a transport failure
+        return map_response(exc.response, provider, secrets=secrets)
     detail = scrub(
         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, secrets
     )
@@ -130,6 +132,7 @@ def map_response(
         f"{provider}: HTTP {status}{f' {code}' if code else ''}: {message}", secrets
     )
     kind = ProviderUnavailable if transient else ProviderRejected
+    shown_code = scrub(code, secrets) if code is not None else None
     return kind(
-        text, provider=provider, status=status, code=code, retry_after=retry_after
+        text, provider=provider, status=status, code=shown_code, retry_after=retry_after
     )
