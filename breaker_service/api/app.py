@@ -31,6 +31,7 @@ from ..config import Settings, load_settings
 from ..errors import EventLogError, UnknownBreakerError, UploadRejected
 from ..uploads import SqlUploadStore, UploadOrchestrator
 from .auth import Principal, TokenVerifier
+from .dashboard import dashboard_router
 from .metrics import ServiceMetrics
 from .problems import install_problem_handlers
 
@@ -76,16 +77,20 @@ Admin = Annotated[Principal, Depends(_requires("breakers:admin"))]
 def _epoch(value: str | None, name: str) -> float | None:
     if value is None:
         return None
+    msg = f"{name} must be an ISO 8601 time or epoch seconds, got {value!r}"
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        msg = f"{name} must be an ISO 8601 time or epoch seconds, got {value!r}"
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise UploadRejected(msg, reason="invalid_query") from None
+        seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    try:  # nan, inf and times outside years 1-9999 cannot be shown or compared
+        datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
         raise UploadRejected(msg, reason="invalid_query") from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return seconds
 
 
 def create_app(
@@ -127,6 +132,7 @@ def create_app(
     app.state.verifier = verifier
     install_problem_handlers(app)
     _routes(app, settings)
+    app.include_router(dashboard_router(settings))
     return app
 
 
@@ -208,7 +214,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:  # noqa: PLR0915 - one pl
         request: Request,
         name: str,
         _who: Reader,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # a 64-bit row id
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         kind: Annotated[list[str] | None, Query()] = None,
         since: str | None = None,
