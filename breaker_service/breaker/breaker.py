@@ -413,6 +413,10 @@ class CircuitBreaker(BreakerCore):
                 except ConcurrencyError:
                     if self._reload is not None:
                         await self._reload(self)
+                    # If the reload did not reach this version, replay skipped the row
+                    # holding it (malformed, EVENT_LOG_ON_MALFORMED=skip): step past
+                    # it, or every retry would collide with it again, forever.
+                    self._version = max(self._version, record.version)
                     return False
             self._record = record
             await self._machine.fire(trigger)

@@ -88,7 +88,7 @@ class FailureRateWindow:
         """A JSON-friendly copy for snapshots."""
         if self.kind == "count":
             return {"calls": list(self._calls)}
-        return {"buckets": {str(k): v for k, v in self._buckets.items()}}
+        return {"buckets": {str(k): list(v) for k, v in self._buckets.items()}}
 
     def load(self, data: dict[str, Any]) -> None:
         """Restore from ``dump()``."""

@@ -177,9 +177,21 @@ class EventRecorder:
     async def _flush_locked(self) -> bool:
         while self.buffer or self._pending:
             outs = self.buffer[: self.batch_size]
+            # Write in the order things happened: each breaker's next pending
+            # transition, after the outcomes before it and before those recorded
+            # once it took effect (possible while the store was down or slow).
+            first: dict[str, int] = {}
+            for record in self._pending:
+                first[record.breaker] = min(
+                    first.get(record.breaker, record.version), record.version
+                )
+            transitions = [t for t in self._pending if t.version == first[t.breaker]]
+            for cut, row in enumerate(outs):
+                if row[0] in first and row[2] >= first[row[0]]:
+                    del outs[cut:]
+                    break
             del self.buffer[: len(outs)]
             final = not self.buffer
-            transitions = list(self._pending)
             snaps = self._snapshots_for(outs, final)
             started = time.perf_counter()
             try:
