@@ -8,7 +8,8 @@ query parameters, JSON object or array bodies, PostgREST's JSON error bodies
 (``code``, ``details``, ``hint``, ``message``), 409 with code 23505 on a unique
 violation, 404 PGRST205 for an unknown table, 400 PGRST204 for an unknown column,
 and the gateway's 401 on a missing or wrong ``apikey``. Rows live in a real SQLite
-table. Faults: forced status, hangs, dropped connections.
+table. Faults: forced status (every write or the next N), hangs, dropped
+connections, and a lost acknowledgement after the write.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -74,6 +75,7 @@ class PostgrestStub:
         self.db_path = db_path
         self.service_key = service_key
         self.fail_status: int | None = None  # answer every write with this status
+        self.fail_times: int | None = None  # with fail_status: only the next N writes
         self.fail_after_write = False  # write the rows, then answer 503 (lost ack)
         self.hang_seconds: float | None = None
         self.drop = False
@@ -180,8 +182,13 @@ def create_postgrest_app(stub: PostgrestStub) -> Starlette:
             stub.stats["dropped"] += 1
             return _Drop()
         if stub.fail_status is not None:
+            status = stub.fail_status
+            if stub.fail_times is not None:
+                stub.fail_times -= 1
+                if stub.fail_times <= 0:
+                    stub.fail_status = stub.fail_times = None
             stub.stats["failed"] += 1
-            return _error(stub.fail_status, str(stub.fail_status), "injected failure")
+            return _error(status, str(status), "injected failure")
         table = request.path_params["table"]
         columns = stub.columns(table)
         if columns is None:
@@ -192,6 +199,9 @@ def create_postgrest_app(stub: PostgrestStub) -> Starlette:
             )
         try:
             body = json.loads(await request.body())
+        except ClientDisconnect:  # the client gave up (a timeout): nobody to answer
+            stub.stats["disconnected"] += 1
+            return Response(status_code=499)
         except ValueError:
             return _error(400, "PGRST102", "Empty or invalid json")
         rows = body if isinstance(body, list) else [body]

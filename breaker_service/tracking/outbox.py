@@ -9,6 +9,7 @@ lease when it expires. Delivery is idempotent anyway (upsert on the upload id).
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,11 @@ class OutboxStatus:
         }
 
 
+def _held_by(owner: str) -> Any:
+    """Rows leased by ``owner`` (under any of its claims)."""
+    return outbox.c.lease_owner.startswith(owner + "#", autoescape=True)
+
+
 def outbox_row(
     upload_id: str, payload: dict[str, Any], now: float, destination: str = "supabase"
 ) -> dict[str, Any]:
@@ -108,18 +114,20 @@ class Outbox:
             .with_for_update(skip_locked=True)
         )
         until = now + lease
+        token = (
+            f"{owner}#{uuid.uuid4().hex[:16]}"  # unique per claim, even for one owner
+        )
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(
                     update(outbox)
                     .where(outbox.c.id.in_(due.scalar_subquery()))
-                    .values(lease_owner=owner, lease_until=until)
+                    .values(lease_owner=token, lease_until=until)
                 )
                 rows = (
                     await conn.execute(
                         select(outbox.c.id, outbox.c.payload, outbox.c.attempts).where(
-                            outbox.c.lease_owner == owner,
-                            outbox.c.lease_until == until,
+                            outbox.c.lease_owner == token,
                             outbox.c.status == OUTBOX_PENDING,
                         )
                     )
@@ -136,7 +144,7 @@ class Outbox:
         result = await self._run(
             "mark delivered",
             update(outbox)
-            .where(outbox.c.id.in_(ids), outbox.c.lease_owner == owner)
+            .where(outbox.c.id.in_(ids), _held_by(owner))
             .values(
                 status=OUTBOX_DELIVERED,
                 delivered_at=now,
@@ -154,7 +162,7 @@ class Outbox:
         await self._run(
             "mark retry",
             update(outbox)
-            .where(outbox.c.id.in_(ids), outbox.c.lease_owner == owner)
+            .where(outbox.c.id.in_(ids), _held_by(owner))
             .values(
                 attempts=outbox.c.attempts + 1,
                 last_error=error[:2000],
@@ -169,7 +177,7 @@ class Outbox:
         await self._run(
             "mark failed",
             update(outbox)
-            .where(outbox.c.id.in_(ids), outbox.c.lease_owner == owner)
+            .where(outbox.c.id.in_(ids), _held_by(owner))
             .values(
                 status=OUTBOX_FAILED,
                 attempts=outbox.c.attempts + 1,
@@ -179,12 +187,18 @@ class Outbox:
             ),
         )
 
-    async def redrive(self, now: float) -> int:
-        """Put every failed row back to pending (after the operator fixed the cause)."""
+    async def redrive(self, now: float, *, error_contains: str | None = None) -> int:
+        """Put failed rows back to pending (after the operator fixed the cause).
+
+        ``error_contains`` limits it to rows whose last error mentions that text.
+        """
+        where = [outbox.c.status == OUTBOX_FAILED]
+        if error_contains is not None:
+            where.append(outbox.c.last_error.contains(error_contains, autoescape=True))
         result = await self._run(
             "redrive",
             update(outbox)
-            .where(outbox.c.status == OUTBOX_FAILED)
+            .where(*where)
             .values(
                 status=OUTBOX_PENDING,
                 next_attempt_at=now,

@@ -4,7 +4,8 @@ One relay per process. It claims due rows under a lease, upserts them through th
 retry engine and the ``supabase`` breaker, and marks them delivered. Transient
 failures keep rows pending with attempts, the error and a backed-off next attempt;
 permanent ones (bad key, schema mismatch) park them as ``failed`` until an operator
-runs ``breaker-service outbox --redrive``. Pending rows from before a crash are
+runs ``breaker-service outbox --redrive``; rows parked for a bad key are retried by
+themselves when a relay starts (the usual fix is a restart with the right key). Pending rows from before a crash are
 delivered at start-up.
 """
 
@@ -19,6 +20,7 @@ from ..breaker import BreakerRegistry
 from ..clock import Clock, SystemClock
 from ..errors import CircuitOpenError, EventLogError, ProviderError
 from .outbox import Outbox, OutboxRow, OutboxStatus
+from .supabase import AUTH_HINT
 
 __all__ = ["OutboxRelay", "TrackingSink"]
 
@@ -92,11 +94,30 @@ class OutboxRelay:
         await self.sink.aclose()
 
     async def _run(self) -> None:
+        try:
+            # A new process may carry a fixed key: rows parked for a bad key get another go.
+            again = await self.outbox.redrive(
+                self.clock.time(), error_contains=AUTH_HINT
+            )
+            if again:
+                logger.warning(
+                    "[RETRY] supabase: retrying %d rows parked for a bad key", again
+                )
+        except EventLogError as exc:
+            logger.warning("[RETRY] supabase relay cannot read the outbox: %s", exc)
         while not self._closing:
             try:
                 delivered = await self.run_once()
             except EventLogError as exc:
                 logger.warning("[RETRY] supabase relay cannot read the outbox: %s", exc)
+                delivered = 0
+            except Exception as exc:  # the loop must outlive any one bad batch
+                self.last_error = f"supabase relay: unexpected {type(exc).__name__}"
+                logger.exception(
+                    "[RETRY] supabase relay: unexpected %s; leased rows are retried "
+                    "when their lease expires",
+                    type(exc).__name__,
+                )
                 delivered = 0
             if delivered < self.batch_size:
                 self._wake.clear()

@@ -16,7 +16,9 @@ import httpx
 from ..errors import ProviderError, ProviderRejected, ProviderUnavailable
 from ..providers.errors import map_transport_error, scrub
 
-__all__ = ["SupabaseSink", "map_postgrest_error"]
+__all__ = ["AUTH_HINT", "SupabaseSink", "map_postgrest_error"]
+
+AUTH_HINT = "(check SUPABASE_SERVICE_KEY)"
 
 _AUTH_CODES = {"PGRST300", "PGRST301", "PGRST302", "PGRST303", "401", "403", "42501"}
 _TRANSIENT_CODES = {
@@ -42,9 +44,7 @@ def map_postgrest_error(exc: Exception, key: str | None) -> ProviderError:
     message = scrub(str(getattr(exc, "message", "") or exc), (key,))
     text = f"supabase: {code + ': ' if code else ''}{message}"
     if code in _AUTH_CODES or "api key" in message.lower() or "jwt" in message.lower():
-        return ProviderRejected(
-            text + " (check SUPABASE_SERVICE_KEY)", provider="supabase", code="auth"
-        )
+        return ProviderRejected(f"{text} {AUTH_HINT}", provider="supabase", code="auth")
     if code in _TRANSIENT_CODES:
         status = int(code) if code.isdigit() else None
         return ProviderUnavailable(text, provider="supabase", status=status, code=code)
@@ -66,13 +66,20 @@ class SupabaseSink:
         self.timeout = timeout
         self._key = key
         self._client: Any = None
+        self._http: httpx.AsyncClient | None = None
 
     async def _connect(self) -> Any:
         if self._client is None:
             from supabase import AsyncClientOptions, acreate_client  # noqa: PLC0415 - heavy import
 
+            # The timeout goes on our own httpx client: postgrest's ``timeout``
+            # parameter is deprecated (a DeprecationWarning on every client).
+            if self._http is None:
+                self._http = httpx.AsyncClient(
+                    timeout=httpx.Timeout(self.timeout), follow_redirects=True
+                )
             options = AsyncClientOptions(
-                postgrest_client_timeout=httpx.Timeout(self.timeout),
+                httpx_client=self._http,
                 postgrest_client_retry=False,
                 auto_refresh_token=False,
                 persist_session=False,
@@ -98,8 +105,9 @@ class SupabaseSink:
     async def aclose(self) -> None:
         """Close the client's HTTP connections."""
         client, self._client = self._client, None
-        if client is None:
-            return
+        http, self._http = self._http, None
         postgrest = getattr(client, "_postgrest", None)
         if postgrest is not None:
             await postgrest.aclose()
+        if http is not None:
+            await http.aclose()
