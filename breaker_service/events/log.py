@@ -60,6 +60,9 @@ class EventLog(Protocol):
     ) -> dict[str, int]:
         """Write everything in one transaction; return each touched breaker's last id.
 
+        A snapshot whose ``last_event_id`` is -1 is taken "as of now": it gets its
+        breaker's last event id in this transaction.
+
         Raises ``ConcurrencyError`` (writing nothing) when a transition's version is
         already taken for its breaker, and ``EventLogError`` when the store fails.
         """

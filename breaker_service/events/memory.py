@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from ..errors import ConcurrencyError, EventLogError
@@ -89,6 +90,12 @@ class MemoryEventLog:
             last[record.breaker] = next_id
             next_id += 1
         for snapshot in snapshots:
+            if snapshot.last_event_id < 0:
+                newest = last.get(snapshot.breaker) or max(
+                    (e.id for e in self.events if e.breaker == snapshot.breaker),
+                    default=0,
+                )
+                snapshot = dataclasses.replace(snapshot, last_event_id=newest)  # noqa: PLW2901
             self.snapshots[snapshot.breaker] = snapshot
         self._next_id = next_id
         return last

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections import Counter
@@ -98,6 +97,7 @@ class EventRecorder:
         self.coalesced = 0
         self.last_flush_seconds = 0.0
         self._pending: list[TransitionRecord] = []
+        self._committing: set[TransitionRecord] = set()
         self._conflicts: set[TransitionRecord] = set()
         self._since_snapshot: Counter[str] = Counter()
         self._force_snapshot: set[str] = set()
@@ -150,18 +150,22 @@ class EventRecorder:
             len(rows),
         )
 
-    def _snapshots_for(self, outs: list[OutcomeRow], final: bool) -> list[Snapshot]:
+    def _snapshots_for(
+        self, outs: list[OutcomeRow], transitions: list[TransitionRecord]
+    ) -> list[Snapshot]:
+        """Snapshots to write with this round: due ones whose state matches what is written."""
         for row in outs:
             self._since_snapshot[row[0]] += 1
-        for record in self._pending:
+        for record in transitions:
             self._since_snapshot[record.breaker] += 1
-        if not final or self.snapshot_source is None:
-            return []
+        later = [t for t in self._pending if t not in transitions]
+        if self.buffer or later or self.snapshot_source is None:
+            return []  # more of the backlog follows: the live state is ahead of this round
         due = {n for n, c in self._since_snapshot.items() if c >= self.snapshot_every}
         due |= self._force_snapshot & (
-            {r[0] for r in outs} | {t.breaker for t in self._pending}
+            {r[0] for r in outs} | {t.breaker for t in transitions}
         )
-        due -= {t.breaker for t in self._pending}  # not applied in memory yet
+        due -= {t.breaker for t in self._committing}  # not applied in memory yet
         snaps = []
         for name in sorted(due):
             snap = self.snapshot_source(name)
@@ -191,8 +195,7 @@ class EventRecorder:
                     del outs[cut:]
                     break
             del self.buffer[: len(outs)]
-            final = not self.buffer
-            snaps = self._snapshots_for(outs, final)
+            snaps = self._snapshots_for(outs, transitions)
             started = time.perf_counter()
             try:
                 await self._append(outs, transitions, snaps)
@@ -200,6 +203,8 @@ class EventRecorder:
                 self.buffer[0:0] = outs
                 for row in outs:
                     self._since_snapshot[row[0]] -= 1
+                for record in transitions:
+                    self._since_snapshot[record.breaker] -= 1
                 self._enter_degraded(exc)
                 return False
             self.last_flush_seconds = time.perf_counter() - started
@@ -222,7 +227,7 @@ class EventRecorder:
         snaps: list[Snapshot],
     ) -> None:
         try:
-            last = await self.log.append(outs, transitions, [])
+            await self.log.append(outs, transitions, snaps)
         except ConcurrencyError:
             # Some transition lost a race: write the others one by one, report the losers.
             for record in transitions:
@@ -241,15 +246,8 @@ class EventRecorder:
                 else:
                     self._pending.remove(record)
             transitions.clear()
-            last = await self.log.append(outs, (), [])
             snaps.clear()
-        if snaps:
-            stamped = [
-                dataclasses.replace(s, last_event_id=last[s.breaker])
-                for s in snaps
-                if s.breaker in last
-            ]
-            await self.log.append((), (), stamped)
+            await self.log.append(outs, (), [])
 
     def _enter_degraded(self, exc: EventLogError) -> None:
         if not self.degraded:
@@ -274,10 +272,12 @@ class EventRecorder:
         self._pending.append(record)
         if self.degraded and time.monotonic() < self._retry_at:
             return False
+        self._committing.add(record)
         flush = asyncio.ensure_future(self.flush())
         try:
             await asyncio.wait_for(asyncio.shield(flush), self.commit_timeout)
         except TimeoutError:
+            self._committing.discard(record)
             if not self.degraded:
                 logger.warning(
                     "[CIRCUIT] %s: event store slower than %.1fs; transition applied in memory "
@@ -286,6 +286,7 @@ class EventRecorder:
                     self.commit_timeout,
                 )
             return False
+        self._committing.discard(record)
         if record in self._conflicts:
             self._conflicts.discard(record)
             msg = f"breaker {record.breaker!r}: state version {record.version} taken by another writer"
@@ -313,3 +314,23 @@ class EventRecorder:
                 "[CIRCUIT] event store unavailable at shutdown: %d events could not be written",
                 self.backlog,
             )
+            return
+        await self._snapshot_everything_written()
+
+    async def _snapshot_everything_written(self) -> None:
+        """Snapshots of breakers with events since their last one (start-up reads less)."""
+        if self.snapshot_source is None:
+            return
+        names = {
+            n for n, c in self._since_snapshot.items() if c > 0
+        } | self._force_snapshot
+        snaps = [s for n in sorted(names) if (s := self.snapshot_source(n)) is not None]
+        if not snaps:
+            return
+        try:
+            await self.log.append((), (), snaps)
+        except EventLogError as exc:
+            logger.warning("[CIRCUIT] could not write snapshots at shutdown: %s", exc)
+            return
+        self._since_snapshot.clear()
+        self._force_snapshot.clear()

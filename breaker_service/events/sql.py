@@ -8,6 +8,7 @@ process crash; an OS crash may lose the last batches, never corrupt the log) and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -203,9 +204,10 @@ class SqlEventLog:
                         )
                     )
                 touched = {o[0] for o in outcomes} | {t.breaker for t in transitions}
+                touched |= {s.breaker for s in snapshots if s.last_event_id < 0}
                 last = await self._last_ids(conn, touched) if touched else {}
                 for snapshot in snapshots:
-                    await self._upsert_snapshot(conn, snapshot)
+                    await self._upsert_snapshot(conn, _stamped(snapshot, last))
                 return last
         except IntegrityError as exc:
             if _is_unique_violation(exc) and transitions:
@@ -370,6 +372,13 @@ class SqlEventLog:
         """Dispose of the engine if this log created it."""
         if self._owns_engine:
             await self.engine.dispose()
+
+
+def _stamped(snapshot: Snapshot, last: dict[str, int]) -> Snapshot:
+    """A snapshot taken "as of now" (id -1) gets its breaker's last event id."""
+    if snapshot.last_event_id >= 0:
+        return snapshot
+    return dataclasses.replace(snapshot, last_event_id=last.get(snapshot.breaker, 0))
 
 
 def _short(exc: BaseException) -> str:
