@@ -708,13 +708,14 @@ async def test_kimi_without_key_is_unavailable_and_glm_is_used(
     async with open_orchestrator(settings) as orchestrator:
         status = {row["name"]: row for row in orchestrator.provider_status()}
         result = await orchestrator.upload(path)
-        with pytest.raises(ProviderRejected) as caught:
+        with pytest.raises(UploadRejected) as caught:
             await orchestrator.upload(path, provider="kimi", force=True)
     assert status["kimi"]["available"] is False
     assert "KIMI_API_KEY" in str(status["kimi"]["reason"])
     assert status["glm"]["available"] is True
     assert status["glm"]["reason"] is None
     assert result.provider == "glm"
+    assert caught.value.reason == "provider_unavailable"
     assert "KIMI_API_KEY" in str(caught.value)
     assert servers.kimi.requests == 0
 
@@ -730,8 +731,10 @@ async def test_no_provider_with_a_key(servers: Pair) -> None:
         glm_key=None,
     )
     async with open_orchestrator(settings) as orchestrator:
-        with pytest.raises(ProviderRejected) as caught:
+        with pytest.raises(UploadRejected) as caught:
             await orchestrator.upload(path)
+    assert caught.value.reason == "no_provider"
+    assert "KIMI_API_KEY" in str(caught.value)
     assert "GLM_API_KEY" in str(caught.value)
     assert servers.requests == 0
 

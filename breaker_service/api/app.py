@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from .. import __version__
@@ -33,7 +34,7 @@ from ..uploads import SqlUploadStore, UploadOrchestrator
 from .auth import Principal, TokenVerifier
 from .dashboard import dashboard_router
 from .metrics import ServiceMetrics
-from .problems import install_problem_handlers
+from .problems import InvalidQuery, install_problem_handlers
 
 __all__ = ["create_app"]
 
@@ -57,9 +58,18 @@ class ByPath(BaseModel):
     force: bool = False
 
 
+# Declares the bearer scheme in OpenAPI (the "Authorize" button in /docs); the check
+# itself is ours, so errors keep the problem+json shape and WWW-Authenticate.
+_BEARER = HTTPBearer(
+    auto_error=False, description="JWT with the scopes the route needs"
+)
+
+
 def _requires(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     async def dependency(
-        request: Request, authorization: Annotated[str | None, Header()] = None
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Principal:
         verifier: TokenVerifier = request.app.state.verifier
         principal = verifier.verify(authorization)
@@ -84,12 +94,12 @@ def _epoch(value: str | None, name: str) -> float | None:
         try:
             when = datetime.fromisoformat(value)
         except ValueError:
-            raise UploadRejected(msg, reason="invalid_query") from None
+            raise InvalidQuery(msg) from None
         seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
     try:  # nan, inf and times outside years 1-9999 cannot be shown or compared
         datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
-        raise UploadRejected(msg, reason="invalid_query") from None
+        raise InvalidQuery(msg) from None
     return seconds
 
 

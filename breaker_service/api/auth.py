@@ -8,6 +8,7 @@ space-separated ``scope`` claim (or a ``scopes`` list).
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -165,7 +166,7 @@ def parse_ttl(text: str) -> float:
     except ValueError:
         msg = f"--ttl {text!r} is not a duration like 90s, 15m, 1h or 7d"
         raise ConfigError(msg, variable="--ttl") from None
-    if value <= 0:
-        msg = "--ttl must be positive"
+    if not math.isfinite(value) or value <= 0:
+        msg = "--ttl must be positive and finite"
         raise ConfigError(msg, variable="--ttl")
     return value

@@ -28,9 +28,14 @@ from ..errors import (
 )
 from .auth import AuthError
 
-__all__ = ["PROBLEM_STATUS", "install_problem_handlers", "problem"]
+__all__ = ["PROBLEM_STATUS", "InvalidQuery", "install_problem_handlers", "problem"]
 
 logger = logging.getLogger("breaker_service.api")
+
+
+class InvalidQuery(BreakerServiceError, ValueError):
+    """A query parameter outside what the schema can express (an unusable time, say)."""
+
 
 # error class -> (HTTP status, problem type)
 PROBLEM_STATUS: dict[type[BaseException], tuple[int, str]] = {
@@ -39,6 +44,7 @@ PROBLEM_STATUS: dict[type[BaseException], tuple[int, str]] = {
     UnknownProviderError: (404, "unknown-provider"),
     UnknownBreakerError: (404, "unknown-breaker"),
     UploadRejected: (422, "upload-rejected"),
+    InvalidQuery: (422, "invalid-request"),
     ProviderTimeout: (504, "upstream-timeout"),
     ProviderRejected: (502, "upstream-rejected"),
     ProviderError: (502, "upstream-unavailable"),
@@ -52,6 +58,7 @@ _UPLOAD_REASON_STATUS = {
     "outside_allowed_dirs": 400,
     "invalid_path": 400,
     "no_provider": 503,
+    "provider_unavailable": 503,
 }
 
 

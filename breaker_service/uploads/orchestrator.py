@@ -30,7 +30,6 @@ from ..errors import (
     BreakerServiceError,
     CircuitOpenError,
     ProviderError,
-    ProviderRejected,
     UnknownProviderError,
     UploadRejected,
 )
@@ -212,55 +211,40 @@ class UploadOrchestrator:
         file = validate_path(path, self.allowed_dirs, limit)
         digest = await asyncio.to_thread(sha256_of, file.path)
         if not force:
-            for name in candidates:
-                prior = await self.store.find(digest, name)
-                if prior is not None:
-                    logger.info(
-                        "upload of %s deduplicated: already at %s as %s",
-                        file.filename,
-                        name,
-                        prior.provider_file_id,
-                    )
-                    return dataclasses.replace(prior, deduplicated=True)
+            prior = await self._already_uploaded(digest, candidates, file.filename)
+            if prior is not None:
+                return prior
         tried: list[str] = []
         attempts = 0
-        last_error: BaseException | None = None
+        failures: list[BaseException] = []  # from providers actually called
+        refusals: list[CircuitOpenError] = []  # breakers that refused before any call
+        skipped: list[str] = []
         for name in candidates:
-            chosen = self.providers[name]
-            skip = self._skip_reason(name, chosen, file)
+            skip = self._skip_reason(name, self.providers[name], file)
             if skip is not None:
                 if explicit:
                     raise skip
                 logger.info("upload of %s skips %s: %s", file.filename, name, skip)
-                if isinstance(skip, CircuitOpenError):
-                    tried.append(name)
-                last_error = skip
+                skipped.append(f"{name}: {skip}")
                 continue
             tried.append(name)
-            calls = 0
-
-            async def once(target: Provider = chosen) -> ProviderFile:
-                nonlocal calls
-                calls += 1
-                return await target.upload(
-                    file.path, filename=file.filename, purpose=purpose
-                )
-
-            try:
-                answer = await self.registry.call(name, once)
-            except (CircuitOpenError, ProviderError) as exc:
-                attempts += calls
+            answer, calls, error = await self._attempt(name, file, purpose)
+            attempts += calls
+            if answer is None:
+                assert error is not None
                 if explicit:
-                    raise
+                    raise error
                 logger.warning(
                     "upload of %s to %s failed (%s); trying the next provider",
                     file.filename,
                     name,
-                    type(exc).__name__,
+                    type(error).__name__,
                 )
-                last_error = exc
+                if isinstance(error, CircuitOpenError) and calls == 0:
+                    refusals.append(error)
+                else:
+                    failures.append(error)
                 continue
-            attempts += calls
             result = UploadResult(
                 upload_id=str(uuid.uuid4()),
                 provider=name,
@@ -278,28 +262,63 @@ class UploadOrchestrator:
             if self.relay is not None:
                 self.relay.wake()
             return result
-        assert last_error is not None
-        raise last_error
+        if failures:  # what the last provider we really called said
+            raise failures[-1]
+        if refusals:  # every usable breaker is open: come back when the first probes
+            raise min(refusals, key=lambda e: e.retry_after)
+        msg = "no provider can take this upload: " + "; ".join(skipped)
+        raise UploadRejected(msg, reason="no_provider", path=str(file.path))
+
+    async def _already_uploaded(
+        self, digest: str, candidates: list[str], filename: str
+    ) -> UploadResult | None:
+        """The earlier upload of this content to one of ``candidates``, if any."""
+        for name in candidates:
+            prior = await self.store.find(digest, name)
+            if prior is not None:
+                logger.info(
+                    "upload of %s deduplicated: already at %s as %s",
+                    filename,
+                    name,
+                    prior.provider_file_id,
+                )
+                return dataclasses.replace(prior, deduplicated=True)
+        return None
+
+    async def _attempt(
+        self, name: str, file: ValidatedFile, purpose: str | None
+    ) -> tuple[ProviderFile | None, int, CircuitOpenError | ProviderError | None]:
+        """One resilient call to ``name``: (answer, provider calls made, error)."""
+        provider = self.providers[name]
+        calls = 0
+
+        async def once() -> ProviderFile:
+            nonlocal calls
+            calls += 1
+            return await provider.upload(
+                file.path, filename=file.filename, purpose=purpose
+            )
+
+        try:
+            return await self.registry.call(name, once), calls, None
+        except (CircuitOpenError, ProviderError) as exc:
+            return None, calls, exc
 
     def _skip_reason(
         self, name: str, provider: Provider, file: ValidatedFile
     ) -> BreakerServiceError | None:
+        """Why ``name`` cannot take ``file`` at all (an open breaker is the breaker's call)."""
         if provider.unavailable_reason is not None:
-            return ProviderRejected(
-                f"{name}: {provider.unavailable_reason}",
-                provider=name,
-                code="unavailable",
+            return UploadRejected(
+                f"{name} is unavailable: {provider.unavailable_reason}",
+                reason="provider_unavailable",
+                path=str(file.path),
             )
         if file.size > provider.max_bytes:
             return UploadRejected(
                 f"{file.filename} is {file.size} bytes; {name} accepts at most {provider.max_bytes}",
                 reason="too_large",
                 path=str(file.path),
-            )
-        breaker = self.registry.get(name)
-        if breaker.state in _OPEN_STATES and breaker.retry_after > 0:
-            return CircuitOpenError(
-                name, breaker.retry_after, state=breaker.state.value
             )
         return None
 
