@@ -68,6 +68,7 @@ class ResilienceSettings(BaseModel):
     resilience_enabled: bool = True
     resilience_retry_enabled: bool = True
     resilience_circuit_breaker_enabled: bool = True
+    breaker_scope: Literal["instance", "shared"] = "instance"
 
     retry_max_attempts: int = Field(3, ge=1, le=100)
     retry_base_delay: float = Field(1.0, ge=0, le=3600)
@@ -158,6 +159,11 @@ def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _default_replica_id() -> str:
+    # Stable across restarts on the same host: instance-scoped breakers are keyed by it.
+    return socket.gethostname() or "localhost"
+
+
 class _ProviderOverrideSource(PydanticBaseSettingsSource):
     """Collects ``VAR__PROVIDER`` variables into ``provider_overrides``."""
 
@@ -203,7 +209,15 @@ class Settings(ResilienceSettings, BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///./breaker_service.db"
     database_auto_migrate: bool = True
-    breaker_instance_id: str = Field(default_factory=_default_instance_id, min_length=1)
+    breaker_instance_id: str = Field(
+        default_factory=_default_instance_id, min_length=1, max_length=190
+    )
+    breaker_replica_id: str = Field(
+        default_factory=_default_replica_id,
+        min_length=1,
+        max_length=190,
+        pattern=r"^[^@]+$",
+    )
 
     event_log_flush_interval: float = Field(0.005, gt=0, le=60)
     event_log_batch_size: int = Field(1000, ge=1, le=100_000)
@@ -247,6 +261,14 @@ class Settings(ResilienceSettings, BaseSettings):
     outbox_batch_size: int = Field(100, ge=1, le=10_000)
     outbox_interval: float = Field(1.0, gt=0, le=3600)
     outbox_lease_seconds: float = Field(60.0, gt=0, le=86400)
+
+    def shared_scope_used(self) -> bool:
+        """Whether any breaker is configured for ``BREAKER_SCOPE=shared``."""
+        if self.breaker_scope == "shared":
+            return True
+        return any(
+            o.get("breaker_scope") == "shared" for o in self.provider_overrides.values()
+        )
 
     @property
     def supabase_enabled(self) -> bool:

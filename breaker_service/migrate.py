@@ -27,7 +27,7 @@ __all__ = [
     "upgrade",
 ]
 
-SCHEMA_HEAD = "0003_outbox"
+SCHEMA_HEAD = "0004_fleet"
 _ADVISORY_LOCK_KEY = 0x6272_6B73  # "brks"
 
 

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from .events.schema import breaker_events, breaker_snapshots, metadata, outbox, uploads
+from .events.schema import (
+    breaker_events,
+    breaker_snapshots,
+    breaker_trials,
+    metadata,
+    outbox,
+    uploads,
+)
 
-__all__ = ["breaker_events", "breaker_snapshots", "metadata", "outbox", "uploads"]
+__all__ = [
+    "breaker_events",
+    "breaker_snapshots",
+    "breaker_trials",
+    "metadata",
+    "outbox",
+    "uploads",
+]

@@ -562,6 +562,7 @@ async def insert_raw(engine: AsyncEngine, **values: Any) -> int:
     """Insert one row with plain SQL, bypassing the log, and return its id."""
     row = {
         "breaker": "kimi",
+        "stream": f"kimi@{INSTANCE}",
         "kind": KIND_SUCCESS,
         "state_version": 0,
         "at": T0,

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import socket
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -446,7 +447,13 @@ async def test_state_at_sees_half_open_between_its_transitions(
 
 def insert_row(db: Path, **columns: Any) -> int:
     """Insert a raw event row, as a buggy writer or a hand edit might; its id."""
-    row = {"breaker": "kimi", "state_version": 0, "instance_id": "hand", "count": 1}
+    row = {
+        "breaker": "kimi",
+        "stream": f"kimi@{socket.gethostname()}",  # the instance-scoped stream
+        "state_version": 0,
+        "instance_id": "hand",
+        "count": 1,
+    }
     row.update(columns)
     names = ", ".join(row)
     marks = ", ".join("?" for _ in row)

@@ -14,23 +14,25 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from ..clock import Clock, SystemClock
 from ..config import ResilienceSettings
-from ..errors import CircuitOpenError, ConcurrencyError
+from ..errors import CircuitOpenError, ConcurrencyError, EventLogError
 from ..events.model import (
     KIND_FAILURE,
     KIND_SUCCESS,
     KIND_TIMEOUT,
+    KIND_TRANSITION,
     OutcomeRow,
     Snapshot,
+    StoredEvent,
     TransitionRecord,
 )
 from ..events.recorder import EventRecorder
 from ..retry.classify import Classifier
 from .core import BreakerCore
-from .machine import TRIGGER_FOR, BreakerMachine
+from .machine import TRIGGER_FOR, BreakerMachine, trigger_for
 from .state import BreakerState, Outcome
 from .window import FailureRateWindow
 
@@ -69,6 +71,23 @@ def default_judge(
     )
 
 
+_LOCAL = object()  # a trial admitted on the local bound alone (fleet store down)
+
+
+class TrialGate(Protocol):
+    """Fleet-wide half-open trial slots (``events.trials.SqlTrialGate``)."""
+
+    async def acquire(
+        self, stream: str, version: int, limit: int, *, now: float, expires_at: float
+    ) -> Any:
+        """A lease for one trial, or None when the fleet already has ``limit`` out."""
+        ...
+
+    async def release(self, lease: Any) -> None:
+        """Give a lease back."""
+        ...
+
+
 class _Discard(list[OutcomeRow]):
     """An event buffer that keeps nothing, for breakers used without a recorder."""
 
@@ -89,6 +108,8 @@ class CircuitBreaker(BreakerCore):
         judge: Judge | None = None,
         on_transition: Callable[[CircuitBreaker, TransitionRecord], None] | None = None,
         reload: Callable[[CircuitBreaker], Awaitable[None]] | None = None,
+        trial_gate: TrialGate | None = None,
+        stream: str | None = None,
     ) -> None:
         settings = settings or ResilienceSettings()
         window = None
@@ -119,6 +140,9 @@ class CircuitBreaker(BreakerCore):
         self._probe_at = 0.0
         self._trials: dict[int, float] = {}
         self._trial_seq = 0
+        self._gate = trial_gate
+        self._leases: dict[int, Any] = {}
+        self.stream = stream or name
         self._lock = asyncio.Lock()
         self._record: TransitionRecord | None = None
         self.rejections = 0
@@ -179,6 +203,49 @@ class CircuitBreaker(BreakerCore):
         self._trials.clear()
         self._machine.set_state_silently(self._state)
         self._set_probe_time()
+
+    async def adopt(self, event: StoredEvent) -> None:
+        """Apply another replica's event of this shared breaker (from the log follower)."""
+        if event.id <= self.last_event_id:
+            return  # already folded in by replay or a snapshot
+        if event.kind != KIND_TRANSITION:
+            self.apply_outcome(
+                event.kind,
+                event.state_version,
+                event.at,
+                event.count,
+                slow=event.detail == "slow",
+            )
+            self.last_event_id = event.id
+            if self._state is _CLOSED and event.kind != KIND_SUCCESS:
+                await self._maybe_trip(self._version)
+            return
+        async with self._lock:
+            if event.state_version <= self._version:
+                self.last_event_id = max(self.last_event_id, event.id)
+                return
+            if (
+                event.state_version > self._version + 1
+                or event.from_state != self._state.value
+            ):
+                gap = True
+            else:
+                gap = False
+                to = BreakerState(event.to_state or "")
+                self._record = TransitionRecord(
+                    breaker=self.name,
+                    from_state=event.from_state or "",
+                    to_state=to.value,
+                    version=event.state_version,
+                    at=event.at,
+                    reason=f"{event.reason} (on {event.instance_id})",
+                    actor=event.actor,
+                    open_timeout=event.duration,
+                )
+                await self._machine.fire(trigger_for(self._state, to))
+                self.last_event_id = event.id
+        if gap and self._reload is not None:
+            await self._reload(self)  # missed something: re-read our stream
 
     def _set_probe_time(self) -> None:
         if self._state is _OPEN and self.opened_at is not None:
@@ -276,6 +343,7 @@ class CircuitBreaker(BreakerCore):
                 if now - started >= bound:
                     version = self._version
                     del self._trials[oldest]
+                    self._leases.pop(oldest, None)
                     self._emit(KIND_TIMEOUT, version, "trial_lost", None, now - started)
                     await self._transition(
                         _OPEN,
@@ -287,9 +355,50 @@ class CircuitBreaker(BreakerCore):
                 raise CircuitOpenError(
                     self.name, started + bound - now, state=state.value
                 )
+            lease = None
+            if self._gate is not None:
+                lease = await self._fleet_slot(limit, bound)
+                if lease is None:
+                    self.rejections += 1
+                    raise CircuitOpenError(
+                        self.name, min(bound, 1.0), state=state.value
+                    )
+                if self._state is not _HALF_OPEN:
+                    continue  # it moved while we asked the fleet
             self._trial_seq += 1
             self._trials[self._trial_seq] = now
+            if lease is not None and lease is not _LOCAL:
+                self._leases[self._trial_seq] = lease
             return self._trial_seq
+
+    async def _fleet_slot(self, limit: int, bound: float) -> object | None:
+        """A trial slot across the fleet; the local bound alone if the store is down."""
+        assert self._gate is not None
+        now = self._time()
+        try:
+            lease: object | None = await self._gate.acquire(
+                self.stream, self._version, limit, now=now, expires_at=now + bound
+            )
+        except EventLogError as exc:
+            logger.warning(
+                "[CIRCUIT] %s: fleet trial slots unavailable (%s); bounding locally",
+                self.name,
+                exc,
+            )
+            return _LOCAL
+        return lease
+
+    async def _end_trial(self, trial: int) -> None:
+        """Forget a finished trial here and give its fleet slot back."""
+        self._trials.pop(trial, None)
+        lease = self._leases.pop(trial, None)
+        if lease is not None and self._gate is not None:
+            try:
+                await self._gate.release(lease)
+            except EventLogError as exc:  # the lease expires by itself
+                logger.warning(
+                    "[CIRCUIT] %s: could not release a trial slot: %s", self.name, exc
+                )
 
     def _emit(
         self,
@@ -309,7 +418,7 @@ class CircuitBreaker(BreakerCore):
         self, version: int, trial: int | None, start: float | None
     ) -> None:
         if trial is not None:
-            self._trials.pop(trial, None)
+            await self._end_trial(trial)
         duration = None if start is None else self._clock.monotonic() - start
         slow = (
             self._slow_after is not None
@@ -342,7 +451,7 @@ class CircuitBreaker(BreakerCore):
         self, exc: BaseException, version: int, trial: int | None, start: float | None
     ) -> None:
         if trial is not None:
-            self._trials.pop(trial, None)
+            await self._end_trial(trial)
         outcome, kind, status = self._judge(exc)
         if outcome is Outcome.IGNORED:
             self.ignored += 1
@@ -474,6 +583,7 @@ class CircuitBreaker(BreakerCore):
             if now - started >= bound:
                 version = self._version
                 del self._trials[oldest]
+                self._leases.pop(oldest, None)
                 self._emit(KIND_TIMEOUT, version, "trial_lost", None, now - started)
                 await self._transition(
                     _OPEN,

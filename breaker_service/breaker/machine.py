@@ -15,7 +15,7 @@ from transitions.extensions.asyncio import AsyncMachine
 
 from .state import BreakerState
 
-__all__ = ["TRIGGER_FOR", "BreakerMachine"]
+__all__ = ["TRIGGER_FOR", "BreakerMachine", "trigger_for"]
 
 
 class _SkipBindingNoise(logging.Filter):
@@ -28,14 +28,6 @@ class _SkipBindingNoise(logging.Filter):
 logging.getLogger("transitions").setLevel(logging.WARNING)
 logging.getLogger("transitions.core").addFilter(_SkipBindingNoise())
 
-
-def _not_an_override_notice(record: logging.LogRecord) -> bool:
-    """Drop the WARNING ``model_override=True`` logs for each convenience it skips
-    (13 per breaker created): skipping them is the point of the option."""
-    return "due to model override policy" not in record.getMessage()
-
-
-logging.getLogger("transitions.core").addFilter(_not_an_override_notice)
 
 _S = BreakerState
 _TRANSITIONS: list[dict[str, Any]] = [
@@ -54,6 +46,14 @@ TRIGGER_FOR: dict[tuple[BreakerState, BreakerState], str] = {
     (_S.OPEN, _S.HALF_OPEN): "probe",
     (_S.HALF_OPEN, _S.CLOSED): "recover",
 }
+
+
+_MANUAL = {_S.FORCED_OPEN: "force_open", _S.CLOSED: "reset", _S.DISABLED: "disable"}
+
+
+def trigger_for(source: BreakerState, dest: BreakerState) -> str:
+    """The trigger that moves ``source`` to ``dest`` (automatic first, then manual)."""
+    return TRIGGER_FOR.get((source, dest)) or _MANUAL[dest]
 
 
 class BreakerMachine:

@@ -15,22 +15,25 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
 from ..clock import Clock, SystemClock
 from ..config import Settings, load_settings, normalize_database_url
-from ..errors import EventLogError
+from ..errors import ConfigError, EventLogError
 from ..events.log import EventLog, EventQuery
 from ..events.model import StoredEvent, TransitionRecord
 from ..events.recorder import EventRecorder
 from ..retry.budget import RetryBudget
 from ..retry.classify import Classifier
 from ..retry.policy import GiveUp, RetryPolicy, RetryScheduled
-from .breaker import CircuitBreaker, Judge
+from .breaker import CircuitBreaker, Judge, TrialGate
 from .core import BreakerCore
 from .replay import fold
 from .state import BreakerState
 from .window import FailureRateWindow
+
+if TYPE_CHECKING:
+    from ..events.follower import LogFollower
 
 __all__ = ["BreakerRegistry"]
 
@@ -68,6 +71,8 @@ class BreakerRegistry:
         self._retry_listeners: list[Callable[[RetryScheduled], None]] = []
         self._give_up_listeners: list[Callable[[GiveUp], None]] = []
         self._prune_task: asyncio.Task[None] | None = None
+        self.follower: LogFollower | None = None
+        self.trial_gate: TrialGate | None = None
         self.recorder = EventRecorder(
             log,
             flush_interval=settings.event_log_flush_interval,
@@ -95,15 +100,25 @@ class BreakerRegistry:
         """Open the log (migrating if allowed), replay it, and start the flusher."""
         settings = settings or load_settings()
         clock = clock or SystemClock()
+        url = normalize_database_url(database_url or settings.database_url)
+        shared = settings.shared_scope_used()
+        if shared and (log is not None or not url.startswith("postgresql")):
+            msg = (
+                "BREAKER_SCOPE=shared needs PostgreSQL (DATABASE_URL=postgresql+asyncpg://...): "
+                "replicas share breaker state through it; SQLite and in-memory logs "
+                "support BREAKER_SCOPE=instance only"
+            )
+            raise ConfigError(msg, variable="BREAKER_SCOPE")
         if log is None:
             from ..events.sql import SqlEventLog  # noqa: PLC0415 - SQL only when used
             from ..migrate import ensure_schema  # noqa: PLC0415
 
-            url = normalize_database_url(database_url or settings.database_url)
             sql_log = SqlEventLog.from_url(
                 url,
                 instance_id=settings.breaker_instance_id,
                 on_malformed=settings.event_log_on_malformed,
+                scope_of=_scopes(settings),
+                replica_id=settings.breaker_replica_id,
             )
             try:
                 await ensure_schema(
@@ -117,6 +132,8 @@ class BreakerRegistry:
                 raise
             log = sql_log
         try:
+            # Everything up to `cut` is in the replay; the follower takes it from there.
+            cut = await log.last_id() if shared else 0
             restored = await cls._replay(log, settings)
         except BaseException:
             await log.aclose()
@@ -130,7 +147,32 @@ class BreakerRegistry:
             classifier=classifier,
         )
         registry.recorder.start()
+        if shared:
+            registry._follow(url, cut)
         return registry
+
+    def _follow(self, url: str, after_id: int) -> None:
+        """Shared scope: follow the fleet's events and hand out fleet-wide trial slots."""
+        from ..events.follower import LogFollower  # noqa: PLC0415
+        from ..events.trials import SqlTrialGate  # noqa: PLC0415
+
+        engine = getattr(self.log, "engine", None)
+        assert engine is not None
+        self.trial_gate = SqlTrialGate(engine, owner=self.settings.breaker_instance_id)
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.follower = LogFollower(self.log, self._adopt, after_id=after_id, dsn=dsn)
+        self.follower.start()
+
+    async def _adopt(self, events: list[StoredEvent]) -> None:
+        """Apply other replicas' events of shared breakers."""
+        me = self.settings.breaker_instance_id
+        for event in events:
+            if (
+                event.instance_id == me
+                or self.log.stream_of(event.breaker) != event.stream
+            ):
+                continue
+            await self.get(event.breaker).adopt(event)
 
     @staticmethod
     async def _replay(
@@ -147,6 +189,8 @@ class BreakerRegistry:
 
     async def aclose(self) -> None:
         """Flush every event (with snapshots) and close the log."""
+        if self.follower is not None:
+            await self.follower.aclose()
         if self._prune_task is not None:
             self._prune_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -178,17 +222,21 @@ class BreakerRegistry:
         breaker = self._breakers.get(name)
         if breaker is not None:
             return breaker
-        if not name or len(name) > 200:
-            msg = f"breaker names must be 1 to 200 characters, got {name!r}"
+        if not name or len(name) > 200 or "@" in name:
+            msg = f"breaker names must be 1 to 200 characters without '@', got {name!r}"
             raise ValueError(msg)
+        settings = self.settings.for_provider(name)
+        gate = self.trial_gate if settings.breaker_scope == "shared" else None
         breaker = CircuitBreaker(
             name,
-            settings=self.settings.for_provider(name),
+            settings=settings,
             clock=self.clock,
             recorder=self.recorder,
             judge=self.judge,
             on_transition=self._notify,
             reload=self._reload,
+            trial_gate=gate,
+            stream=self.log.stream_of(name),
         )
         core = self._restored.pop(name, None)
         if core is not None:
@@ -359,6 +407,18 @@ class BreakerRegistry:
     def degraded(self) -> bool:
         """True while events cannot be written (breakers still protect in memory)."""
         return self.recorder.degraded
+
+
+def _scopes(settings: Settings) -> Callable[[str], str]:
+    """``name -> "instance" | "shared"`` from the settings, per breaker overrides included."""
+    cache: dict[str, str] = {}
+
+    def scope_of(name: str) -> str:
+        if name not in cache:
+            cache[name] = settings.for_provider(name).breaker_scope
+        return cache[name]
+
+    return scope_of
 
 
 def _window_for(settings: Settings, name: str) -> FailureRateWindow | None:

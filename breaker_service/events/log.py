@@ -52,6 +52,20 @@ class EventLog(Protocol):
 
     instance_id: str
 
+    def stream_of(self, breaker: str) -> str:
+        """The stream this instance writes ``breaker``'s events to."""
+        ...
+
+    async def read_shared_after(
+        self, after_id: int, limit: int = 10_000
+    ) -> list[StoredEvent]:
+        """Shared-scope events after ``after_id``, in id order (for followers)."""
+        ...
+
+    async def last_id(self) -> int:
+        """The newest event id (0 for an empty log)."""
+        ...
+
     async def append(
         self,
         outcomes: Sequence[OutcomeRow] = (),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import ConcurrencyError, EventLogError
 from .log import EventQuery
@@ -14,6 +14,7 @@ from .model import (
     Snapshot,
     StoredEvent,
     TransitionRecord,
+    stream_name,
 )
 
 __all__ = ["MemoryEventLog"]
@@ -22,13 +23,37 @@ __all__ = ["MemoryEventLog"]
 class MemoryEventLog:
     """Keeps every event and snapshot in memory; ``fail_with`` simulates an outage."""
 
-    def __init__(self, instance_id: str = "memory") -> None:
+    def __init__(
+        self,
+        instance_id: str = "memory",
+        *,
+        scope_of: Callable[[str], str] | None = None,
+    ) -> None:
         self.instance_id = instance_id
+        self._scope_of = scope_of or (lambda _name: "instance")
         self.events: list[StoredEvent] = []
         self.snapshots: dict[str, Snapshot] = {}
         self._versions: set[tuple[str, int]] = set()
         self._next_id = 1  # never reused, even after pruning
         self.fail_with: Exception | None = None
+
+    def stream_of(self, breaker: str) -> str:
+        """The stream ``breaker``'s events go to (its name, or ``name@instance``)."""
+        return stream_name(breaker, self._scope_of(breaker), "memory")
+
+    async def read_shared_after(
+        self, after_id: int, limit: int = 10_000
+    ) -> list[StoredEvent]:
+        """Shared-scope events after ``after_id``."""
+        self._check()
+        return [e for e in self.events if e.id > after_id and "@" not in e.stream][
+            :limit
+        ]
+
+    async def last_id(self) -> int:
+        """The newest event id (0 for an empty log)."""
+        self._check()
+        return self._next_id - 1
 
     def _check(self) -> None:
         if self.fail_with is not None:
@@ -46,7 +71,7 @@ class MemoryEventLog:
         self._check()
         claimed = set(self._versions)
         for record in transitions:
-            key = (record.breaker, record.version)
+            key = (self.stream_of(record.breaker), record.version)
             if key in claimed:
                 msg = f"breaker {record.breaker!r} already has state version {record.version}"
                 raise ConcurrencyError(msg)
@@ -62,6 +87,7 @@ class MemoryEventLog:
                     version,
                     at,
                     self.instance_id,
+                    stream=self.stream_of(breaker),
                     detail=detail,
                     status=status,
                     duration=duration,
@@ -71,7 +97,7 @@ class MemoryEventLog:
             last[breaker] = next_id
             next_id += 1
         for record in transitions:
-            self._versions.add((record.breaker, record.version))
+            self._versions.add((self.stream_of(record.breaker), record.version))
             self.events.append(
                 StoredEvent(
                     next_id,
@@ -80,6 +106,7 @@ class MemoryEventLog:
                     record.version,
                     record.at,
                     self.instance_id,
+                    stream=self.stream_of(record.breaker),
                     from_state=record.from_state,
                     to_state=record.to_state,
                     reason=record.reason,

@@ -16,11 +16,21 @@ __all__ = [
     "KIND_TIMEOUT",
     "KIND_TRANSITION",
     "OUTCOME_KINDS",
+    "SHARED",
     "OutcomeRow",
     "Snapshot",
     "StoredEvent",
     "TransitionRecord",
+    "stream_name",
 ]
+
+SHARED = "shared"
+
+
+def stream_name(breaker: str, scope: str, instance_id: str) -> str:
+    """Whose history an event is in: the breaker (shared) or ``breaker@instance``."""
+    return breaker if scope == SHARED else f"{breaker}@{instance_id}"
+
 
 KIND_SUCCESS = "success"
 KIND_FAILURE = "failure"
@@ -66,6 +76,7 @@ class StoredEvent:
     state_version: int
     at: float
     instance_id: str
+    stream: str = ""
     from_state: str | None = None
     to_state: str | None = None
     reason: str | None = None
@@ -89,6 +100,7 @@ class StoredEvent:
             "state_version": self.state_version,
             "at": self.when.isoformat(),
             "instance_id": self.instance_id,
+            "stream": self.stream,
             "from_state": self.from_state,
             "to_state": self.to_state,
             "reason": self.reason,

@@ -16,7 +16,14 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["breaker_events", "breaker_snapshots", "metadata", "outbox", "uploads"]
+__all__ = [
+    "breaker_events",
+    "breaker_snapshots",
+    "breaker_trials",
+    "metadata",
+    "outbox",
+    "uploads",
+]
 
 # The same constraint names on SQLite and PostgreSQL, so migrations are portable.
 NAMING_CONVENTION = {
@@ -37,6 +44,9 @@ breaker_events = Table(
     metadata,
     Column("id", _ID, primary_key=True, autoincrement=True),
     Column("breaker", String(200), nullable=False),
+    # Whose state the event belongs to: the breaker's name in shared scope, or
+    # "<breaker>@<instance>" in instance scope (each replica decides alone).
+    Column("stream", String(400), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("state_version", Integer, nullable=False),
     Column("at", Float, nullable=False),  # UTC epoch seconds
@@ -50,11 +60,12 @@ breaker_events = Table(
     Column("duration", Float),
     Column("count", Integer, nullable=False, server_default=text("1")),
     Index("ix_breaker_events_breaker_id", "breaker", "id"),
+    Index("ix_breaker_events_stream_id", "stream", "id"),
     Index("ix_breaker_events_at", "at"),
-    # Optimistic concurrency: one transition per breaker and state version, ever.
+    # Optimistic concurrency: one transition per stream and state version, ever.
     Index(
         "uq_breaker_events_transition_version",
-        "breaker",
+        "stream",
         "state_version",
         unique=True,
         sqlite_where=text("kind = 'transition'"),
@@ -66,13 +77,26 @@ breaker_events = Table(
 breaker_snapshots = Table(
     "breaker_snapshots",
     metadata,
-    Column("breaker", String(200), primary_key=True),
+    Column("stream", String(400), primary_key=True),
+    Column("breaker", String(200), nullable=False),
     Column("state", String(16), nullable=False),
     Column("state_version", Integer, nullable=False),
     Column("last_event_id", BigInteger, nullable=False),
     Column("taken_at", Float, nullable=False),
     Column("instance_id", String(200), nullable=False),
     Column("data", JSON, nullable=False),
+)
+
+# Half-open trial slots across the fleet (shared scope): a lease with an expiry, so a
+# replica that dies holding one does not block recovery.
+breaker_trials = Table(
+    "breaker_trials",
+    metadata,
+    Column("stream", String(400), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("state_version", Integer, nullable=False),
+    Column("holder", String(300), nullable=False),
+    Column("expires_at", Float, nullable=False),
 )
 
 uploads = Table(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, event, func, insert, or_, select
+from sqlalchemy import Row, and_, delete, event, func, insert, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -28,6 +28,7 @@ from .model import (
     Snapshot,
     StoredEvent,
     TransitionRecord,
+    stream_name,
 )
 from .schema import breaker_events as E  # noqa: N812 - table aliases keep queries short
 from .schema import breaker_snapshots as S  # noqa: N812
@@ -93,6 +94,7 @@ def _row_to_event(row: Row[Any]) -> StoredEvent:
             state_version=int(m["state_version"]),
             at=float(m["at"]),
             instance_id=str(m["instance_id"]),
+            stream=str(m["stream"]),
             from_state=m["from_state"],
             to_state=m["to_state"],
             reason=m["reason"],
@@ -111,7 +113,21 @@ def _row_to_event(row: Row[Any]) -> StoredEvent:
 
 
 class SqlEventLog:
-    """The event log on an SQLAlchemy async engine."""
+    """The event log on an SQLAlchemy async engine.
+
+    Each event belongs to a stream: the breaker's name in shared scope, or
+    ``breaker@replica`` in instance scope (``scope_of`` says which; the replica id is
+    stable across restarts, unlike the per-process ``instance_id`` recorded on each
+    event). Replay and snapshots read this replica's streams; audit reads span all.
+
+    On PostgreSQL, appends take ``LOCK TABLE breaker_events IN EXCLUSIVE MODE`` (as
+    the ``eventsourcing`` library does), so ids commit in order and a follower that
+    reads "after the last id I applied" can never skip an event committed late; each
+    append then ``NOTIFY``s followers. The lock serialises writers only; readers are
+    never blocked, and batching keeps the lock held for milliseconds.
+    """
+
+    NOTIFY_CHANNEL = "breaker_events"
 
     def __init__(
         self,
@@ -120,20 +136,50 @@ class SqlEventLog:
         instance_id: str,
         owns_engine: bool = True,
         on_malformed: str = "fail",
+        scope_of: Callable[[str], str] | None = None,
+        replica_id: str | None = None,
     ) -> None:
         self.engine = engine
         self.instance_id = instance_id
+        self.replica_id = replica_id or instance_id
         self.on_malformed = on_malformed
         self._owns_engine = owns_engine
+        self._scope_of = scope_of or (lambda _name: "instance")
+        self._streams: dict[str, str] = {}
         self.skipped_rows: list[int | None] = []
 
     @classmethod
     def from_url(
-        cls, url: str, *, instance_id: str, on_malformed: str = "fail"
+        cls,
+        url: str,
+        *,
+        instance_id: str,
+        on_malformed: str = "fail",
+        scope_of: Callable[[str], str] | None = None,
+        replica_id: str | None = None,
     ) -> SqlEventLog:
         """A log with its own engine for ``url``."""
         return cls(
-            create_engine(url), instance_id=instance_id, on_malformed=on_malformed
+            create_engine(url),
+            instance_id=instance_id,
+            on_malformed=on_malformed,
+            scope_of=scope_of,
+            replica_id=replica_id,
+        )
+
+    def stream_of(self, breaker: str) -> str:
+        """The stream this instance writes ``breaker``'s events to."""
+        stream = self._streams.get(breaker)
+        if stream is None:
+            stream = stream_name(breaker, self._scope_of(breaker), self.replica_id)
+            self._streams[breaker] = stream
+        return stream
+
+    def _mine(self) -> Any:
+        """SQL condition: shared streams and this instance's own streams."""
+        return or_(
+            ~E.c.stream.contains("@"),
+            E.c.stream.endswith("@" + self.replica_id, autoescape=True),
         )
 
     def _events(self, rows: Sequence[Row[Any]]) -> list[StoredEvent]:
@@ -167,14 +213,21 @@ class SqlEventLog:
     ) -> dict[str, int]:
         """One transaction: outcomes, then transitions, then snapshots; last id per breaker."""
         iid = self.instance_id
+        stream_of = self.stream_of
+        writes = bool(outcomes or transitions)
         try:
             async with self.engine.begin() as conn:
+                if writes and self.dialect == "postgresql":
+                    await conn.execute(
+                        text("LOCK TABLE breaker_events IN EXCLUSIVE MODE")
+                    )
                 if outcomes:
                     await conn.execute(
                         insert(E),
                         [
                             {
                                 "breaker": b,
+                                "stream": stream_of(b),
                                 "kind": k,
                                 "state_version": v,
                                 "at": at,
@@ -191,6 +244,7 @@ class SqlEventLog:
                     await conn.execute(
                         insert(E).values(
                             breaker=record.breaker,
+                            stream=stream_of(record.breaker),
                             kind=KIND_TRANSITION,
                             state_version=record.version,
                             at=record.at,
@@ -208,10 +262,15 @@ class SqlEventLog:
                 last = await self._last_ids(conn, touched) if touched else {}
                 for snapshot in snapshots:
                     await self._upsert_snapshot(conn, _stamped(snapshot, last))
+                if writes and self.dialect == "postgresql":
+                    newest = max(last.values(), default=0)
+                    await conn.execute(
+                        select(func.pg_notify(self.NOTIFY_CHANNEL, str(newest)))
+                    )
                 return last
         except IntegrityError as exc:
             if _is_unique_violation(exc) and transitions:
-                names = ", ".join(f"{t.breaker}@{t.version}" for t in transitions)
+                names = ", ".join(f"{t.breaker}@v{t.version}" for t in transitions)
                 msg = f"another writer already recorded a transition for {names}"
                 raise ConcurrencyError(msg) from exc
             raise self._wrap(exc, "append") from exc
@@ -221,15 +280,17 @@ class SqlEventLog:
     async def _last_ids(
         self, conn: AsyncConnection, breakers: set[str]
     ) -> dict[str, int]:
+        by_stream = {self.stream_of(b): b for b in breakers}
         rows = await conn.execute(
-            select(E.c.breaker, func.max(E.c.id))
-            .where(E.c.breaker.in_(breakers))
-            .group_by(E.c.breaker)
+            select(E.c.stream, func.max(E.c.id))
+            .where(E.c.stream.in_(list(by_stream)))
+            .group_by(E.c.stream)
         )
-        return {str(b): int(i) for b, i in rows}
+        return {by_stream[str(stream)]: int(i) for stream, i in rows}
 
     async def _upsert_snapshot(self, conn: AsyncConnection, snapshot: Snapshot) -> None:
         values = {
+            "stream": self.stream_of(snapshot.breaker),
             "breaker": snapshot.breaker,
             "state": snapshot.state,
             "state_version": snapshot.state_version,
@@ -242,19 +303,18 @@ class SqlEventLog:
             from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
 
             stmt = pg_insert(S).values(**values)
-            stmt = stmt.on_conflict_do_update(index_elements=[S.c.breaker], set_=values)
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
-
-            lite = sqlite_insert(S).values(**values)
-            await conn.execute(
-                lite.on_conflict_do_update(index_elements=[S.c.breaker], set_=values)
-            )
+            stmt = stmt.on_conflict_do_update(index_elements=[S.c.stream], set_=values)
+            await conn.execute(stmt)
             return
-        await conn.execute(stmt)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+
+        lite = sqlite_insert(S).values(**values)
+        await conn.execute(
+            lite.on_conflict_do_update(index_elements=[S.c.stream], set_=values)
+        )
 
     async def read(self, query: EventQuery) -> list[StoredEvent]:
-        """Events matching ``query``, in id order."""
+        """Events matching ``query``, in id order (every replica's: the audit view)."""
         stmt = select(E).where(E.c.id > query.after_id).order_by(E.c.id)
         if query.breaker is not None:
             stmt = stmt.where(E.c.breaker == query.breaker)
@@ -266,41 +326,69 @@ class SqlEventLog:
             stmt = stmt.where(E.c.at <= query.until)
         if query.limit is not None:
             stmt = stmt.limit(query.limit)
+        return await self._select(stmt, "read")
+
+    async def _select(self, stmt: Any, action: str) -> list[StoredEvent]:
         try:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(stmt)).all()
         except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "read") from exc
+            raise self._wrap(exc, action) from exc
         return self._events(rows)
 
     async def read_since_snapshots(
         self, snapshots: dict[str, Snapshot], breaker: str | None = None
     ) -> list[StoredEvent]:
-        """Each breaker's events after its snapshot, in id order (for replay)."""
+        """This instance's streams after their snapshots, in id order (for replay)."""
+        streams = {self.stream_of(name): snap for name, snap in snapshots.items()}
         covered = [
-            and_(E.c.breaker == name, E.c.id > snap.last_event_id)
-            for name, snap in snapshots.items()
-            if breaker is None or name == breaker
+            and_(E.c.stream == stream, E.c.id > snap.last_event_id)
+            for stream, snap in streams.items()
         ]
-        uncovered = E.c.breaker.not_in(list(snapshots)) if snapshots else None
-        clauses = [*covered, *([uncovered] if uncovered is not None else [])]
+        clauses = [*covered, E.c.stream.not_in(list(streams))] if streams else []
         stmt = select(E).order_by(E.c.id)
         if breaker is not None:
-            stmt = stmt.where(E.c.breaker == breaker)
+            stmt = stmt.where(E.c.stream == self.stream_of(breaker))
+        else:
+            stmt = stmt.where(self._mine())
         if clauses:
             stmt = stmt.where(or_(*clauses))
+        found = await self._select(stmt, "replay read")
+        return [e for e in found if e.stream == self.stream_of(e.breaker)]
+
+    async def read_shared_after(
+        self, after_id: int, limit: int = 10_000
+    ) -> list[StoredEvent]:
+        """Shared-scope events after ``after_id`` (what a follower catches up on)."""
+        stmt = (
+            select(E)
+            .where(E.c.id > after_id, ~E.c.stream.contains("@"))
+            .order_by(E.c.id)
+            .limit(limit)
+        )
+        return await self._select(stmt, "follow read")
+
+    async def last_id(self) -> int:
+        """The newest event id (0 for an empty log)."""
         try:
             async with self.engine.connect() as conn:
-                rows = (await conn.execute(stmt)).all()
+                value = (await conn.execute(select(func.max(E.c.id)))).scalar()
         except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "replay read") from exc
-        return self._events(rows)
+            raise self._wrap(exc, "read") from exc
+        return int(value or 0)
 
     async def load_snapshots(self, breaker: str | None = None) -> dict[str, Snapshot]:
-        """The latest snapshot per breaker."""
+        """The latest snapshot of each of this instance's streams, keyed by breaker."""
         stmt = select(S)
         if breaker is not None:
-            stmt = stmt.where(S.c.breaker == breaker)
+            stmt = stmt.where(S.c.stream == self.stream_of(breaker))
+        else:
+            stmt = stmt.where(
+                or_(
+                    ~S.c.stream.contains("@"),
+                    S.c.stream.endswith("@" + self.replica_id, autoescape=True),
+                )
+            )
         try:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(stmt)).all()
@@ -309,14 +397,17 @@ class SqlEventLog:
         result: dict[str, Snapshot] = {}
         for row in rows:
             m = row._mapping
+            name = str(m["breaker"])
+            if str(m["stream"]) != self.stream_of(name):
+                continue  # the breaker changed scope since: its old stream is history
             data = m["data"]
             if isinstance(data, str):
                 data = json.loads(data)
             if not isinstance(data, dict):
-                msg = f"malformed snapshot for breaker {m['breaker']!r}: data is not an object"
+                msg = f"malformed snapshot for breaker {name!r}: data is not an object"
                 raise MalformedEventError(msg)
-            result[str(m["breaker"])] = Snapshot(
-                breaker=str(m["breaker"]),
+            result[name] = Snapshot(
+                breaker=name,
                 state=str(m["state"]),
                 state_version=int(m["state_version"]),
                 last_event_id=int(m["last_event_id"]),
@@ -328,27 +419,24 @@ class SqlEventLog:
     async def last_transition_before(
         self, breaker: str, at: float
     ) -> StoredEvent | None:
-        """The last transition of ``breaker`` at or before ``at``."""
+        """The last transition of ``breaker`` (this instance's stream) at or before ``at``."""
         stmt = (
             select(E)
-            .where(E.c.breaker == breaker, E.c.kind == KIND_TRANSITION, E.c.at <= at)
+            .where(
+                E.c.stream == self.stream_of(breaker),
+                E.c.kind == KIND_TRANSITION,
+                E.c.at <= at,
+            )
             .order_by(E.c.state_version.desc())
             .limit(1)
         )
-        try:
-            async with self.engine.connect() as conn:
-                row = (await conn.execute(stmt)).first()
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "read") from exc
-        found = self._events([row]) if row is not None else []
+        found = await self._select(stmt, "read")
         return found[0] if found else None
 
     async def prune(self, before: float) -> int:
         """Delete outcome events older than ``before`` that a snapshot already covers."""
         covered = (
-            select(S.c.last_event_id)
-            .where(S.c.breaker == E.c.breaker)
-            .scalar_subquery()
+            select(S.c.last_event_id).where(S.c.stream == E.c.stream).scalar_subquery()
         )
         stmt = delete(E).where(
             E.c.kind.in_(sorted(OUTCOME_KINDS)), E.c.at < before, E.c.id <= covered
