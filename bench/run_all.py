@@ -1,4 +1,4 @@
-"""Run every ``bench/bench_*.py`` in turn with this interpreter, passing the arguments on.
+"""Run every ``bench/bench_*.py`` (and ``bench/chaos.py``) in turn with this interpreter, passing the arguments on.
 
     python bench/run_all.py            # what ``python3 scripts/dev.py bench`` runs
     python bench/run_all.py --quick    # every benchmark's smoke run
@@ -17,7 +17,7 @@ BENCH = Path(__file__).resolve().parent
 
 def main(argv: list[str]) -> int:
     """Run each benchmark script; the exit status is the first failure's, else 0."""
-    scripts = sorted(BENCH.glob("bench_*.py"))
+    scripts = [*sorted(BENCH.glob("bench_*.py")), BENCH / "chaos.py"]
     if not scripts:
         print(f"no bench_*.py in {BENCH}", file=sys.stderr)
         return 1

@@ -219,7 +219,7 @@ class Settings(ResilienceSettings, BaseSettings):
         pattern=r"^[^@]+$",
     )
 
-    event_log_flush_interval: float = Field(0.005, gt=0, le=60)
+    event_log_flush_interval: float = Field(0.05, gt=0, le=60)
     event_log_batch_size: int = Field(1000, ge=1, le=100_000)
     event_log_buffer_max: int = Field(200_000, ge=100, le=10_000_000)
     event_log_snapshot_every: int = Field(500, ge=1, le=10_000_000)

@@ -7,6 +7,8 @@ so replicas starting together do not race.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +82,21 @@ def _diff_sync(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _migration_lock() -> asyncio.Lock:
+    """Alembic keeps its context per process: one migration at a time per event loop."""
+    loop = asyncio.get_running_loop()
+    return _LOCKS.setdefault(loop, asyncio.Lock())
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Run ``alembic upgrade`` on ``engine``'s database."""
     try:
-        async with engine.begin() as conn:
+        async with _migration_lock(), engine.begin() as conn:
             await conn.run_sync(_upgrade_sync, revision)
     except SQLAlchemyError as exc:
         msg = f"database migration failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
@@ -92,7 +105,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
     """Run ``alembic downgrade`` (tests and operators rolling back)."""
-    async with engine.begin() as conn:
+    async with _migration_lock(), engine.begin() as conn:
         await conn.run_sync(_downgrade_sync, revision)
 
 

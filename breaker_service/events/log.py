@@ -71,6 +71,8 @@ class EventLog(Protocol):
         outcomes: Sequence[OutcomeRow] = (),
         transitions: Sequence[TransitionRecord] = (),
         snapshots: Sequence[Snapshot] = (),
+        *,
+        want_ids: bool = True,
     ) -> dict[str, int]:
         """Write everything in one transaction; return each touched breaker's last id.
 

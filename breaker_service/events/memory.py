@@ -66,6 +66,8 @@ class MemoryEventLog:
         outcomes: Sequence[OutcomeRow] = (),
         transitions: Sequence[TransitionRecord] = (),
         snapshots: Sequence[Snapshot] = (),
+        *,
+        want_ids: bool = True,
     ) -> dict[str, int]:
         """Append atomically (all or nothing) and return each breaker's last id."""
         self._check()

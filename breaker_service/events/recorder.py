@@ -227,7 +227,7 @@ class EventRecorder:
         snaps: list[Snapshot],
     ) -> None:
         try:
-            await self.log.append(outs, transitions, snaps)
+            await self.log.append(outs, transitions, snaps, want_ids=False)
         except ConcurrencyError:
             # Some transition lost a race: write the others one by one, report the losers.
             for record in transitions:
@@ -247,7 +247,7 @@ class EventRecorder:
                     self._pending.remove(record)
             transitions.clear()
             snaps.clear()
-            await self.log.append(outs, (), [])
+            await self.log.append(outs, (), [], want_ids=False)
 
     def _enter_degraded(self, exc: EventLogError) -> None:
         if not self.degraded:

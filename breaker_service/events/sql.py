@@ -210,8 +210,13 @@ class SqlEventLog:
         outcomes: Sequence[OutcomeRow] = (),
         transitions: Sequence[TransitionRecord] = (),
         snapshots: Sequence[Snapshot] = (),
+        *,
+        want_ids: bool = True,
     ) -> dict[str, int]:
-        """One transaction: outcomes, then transitions, then snapshots; last id per breaker."""
+        """One transaction: outcomes, then transitions, then snapshots; last id per breaker.
+
+        ``want_ids=False`` skips the last-id query when nothing needs it (the hot flush).
+        """
         iid = self.instance_id
         stream_of = self.stream_of
         writes = bool(outcomes or transitions)
@@ -257,16 +262,17 @@ class SqlEventLog:
                             count=1,
                         )
                     )
-                touched = {o[0] for o in outcomes} | {t.breaker for t in transitions}
-                touched |= {s.breaker for s in snapshots if s.last_event_id < 0}
+                touched = {s.breaker for s in snapshots if s.last_event_id < 0}
+                if want_ids:
+                    touched |= {o[0] for o in outcomes} | {
+                        t.breaker for t in transitions
+                    }
                 last = await self._last_ids(conn, touched) if touched else {}
                 for snapshot in snapshots:
                     await self._upsert_snapshot(conn, _stamped(snapshot, last))
                 if writes and self.dialect == "postgresql":
-                    newest = max(last.values(), default=0)
-                    await conn.execute(
-                        select(func.pg_notify(self.NOTIFY_CHANNEL, str(newest)))
-                    )
+                    # A wake-up only: followers read the log, not the payload.
+                    await conn.execute(select(func.pg_notify(self.NOTIFY_CHANNEL, "")))
                 return last
         except IntegrityError as exc:
             if _is_unique_violation(exc) and transitions:
