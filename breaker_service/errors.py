@@ -52,17 +52,25 @@ class ConfigError(BreakerServiceError, ValueError):
 
 
 class CircuitOpenError(BreakerServiceError):
-    """A breaker refused the call without calling the provider."""
+    """A breaker refused the call without calling the provider.
+
+    Cheap to raise (the rejection path is hot): the message is built only when shown.
+    """
 
     def __init__(
         self, breaker: str, retry_after: float, *, state: str = "open"
     ) -> None:
         self.breaker = breaker
-        self.retry_after = max(0.0, retry_after)
+        self.retry_after = retry_after if retry_after > 0 else 0.0
         self.state = state
-        super().__init__(
-            f"circuit {breaker!r} is {state}; retry after {self.retry_after:.2f}s"
-        )
+
+    def __str__(self) -> str:
+        return f"circuit {self.breaker!r} is {self.state}; retry after {self.retry_after:.2f}s"
+
+    def __reduce__(
+        self,
+    ) -> tuple[type[CircuitOpenError], tuple[str, float], dict[str, str]]:
+        return (type(self), (self.breaker, self.retry_after), {"state": self.state})
 
 
 class ProviderError(BreakerServiceError):

@@ -124,8 +124,10 @@ class CircuitBreaker(BreakerCore):
         super().__init__(name, window)
         self.settings = settings
         self._clock = clock or SystemClock()
-        self._time: Callable[[], float] = (
-            time.time if type(self._clock) is SystemClock else self._clock.time
+        system = type(self._clock) is SystemClock
+        self._time: Callable[[], float] = time.time if system else self._clock.time
+        self._monotonic: Callable[[], float] = (
+            time.monotonic if system else self._clock.monotonic
         )
         self._recorder = recorder
         self._buffer: list[OutcomeRow] = (
@@ -179,6 +181,7 @@ class CircuitBreaker(BreakerCore):
             last_event_id=-1,
             taken_at=self._time(),
             data=self.snapshot_data(),
+            applied_through=self.last_event_id,
         )
 
     def restore(self, core: BreakerCore) -> None:
@@ -204,8 +207,12 @@ class CircuitBreaker(BreakerCore):
         self._machine.set_state_silently(self._state)
         self._set_probe_time()
 
-    async def adopt(self, event: StoredEvent) -> None:
-        """Apply another replica's event of this shared breaker (from the log follower)."""
+    async def adopt(self, event: StoredEvent, *, decide: bool = True) -> None:
+        """Apply another replica's event of this shared breaker (from the log follower).
+
+        ``decide=False`` counts an outcome without deciding to trip on it: the caller
+        knows a later transition already records what its writer decided.
+        """
         if event.id <= self.last_event_id:
             return  # already folded in by replay or a snapshot
         if event.kind != KIND_TRANSITION:
@@ -217,7 +224,7 @@ class CircuitBreaker(BreakerCore):
                 slow=event.detail == "slow",
             )
             self.last_event_id = event.id
-            if self._state is _CLOSED and event.kind != KIND_SUCCESS:
+            if decide and self._state is _CLOSED and event.kind != KIND_SUCCESS:
                 await self._maybe_trip(self._version)
             return
         async with self._lock:
@@ -258,11 +265,13 @@ class CircuitBreaker(BreakerCore):
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Await ``fn(*args, **kwargs)`` through the breaker; ``CircuitOpenError`` if open."""
-        if (
-            self._state is not _CLOSED
-            or self._passthrough
-            or self._slow_after is not None
-        ):
+        state = self._state
+        if state is not _CLOSED or self._passthrough or self._slow_after is not None:
+            if state is _OPEN and not self._passthrough:
+                now = self._monotonic()
+                if now < self._probe_at:  # the rejection path: no coroutine, no await
+                    self.rejections += 1
+                    raise CircuitOpenError(self.name, self._probe_at - now)
             return await self._call_slow(fn, args, kwargs)
         version = self._version
         try:

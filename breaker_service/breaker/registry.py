@@ -21,7 +21,7 @@ from ..clock import Clock, SystemClock
 from ..config import Settings, load_settings, normalize_database_url
 from ..errors import ConfigError, EventLogError
 from ..events.log import EventLog, EventQuery
-from ..events.model import StoredEvent, TransitionRecord
+from ..events.model import KIND_TRANSITION, StoredEvent, TransitionRecord
 from ..events.recorder import EventRecorder
 from ..retry.budget import RetryBudget
 from ..retry.classify import Classifier
@@ -148,10 +148,10 @@ class BreakerRegistry:
         )
         registry.recorder.start()
         if shared:
-            registry._follow(url, cut)
+            await registry._follow(url, cut)
         return registry
 
-    def _follow(self, url: str, after_id: int) -> None:
+    async def _follow(self, url: str, after_id: int) -> None:
         """Shared scope: follow the fleet's events and hand out fleet-wide trial slots."""
         from ..events.follower import LogFollower  # noqa: PLC0415
         from ..events.trials import SqlTrialGate  # noqa: PLC0415
@@ -161,18 +161,29 @@ class BreakerRegistry:
         self.trial_gate = SqlTrialGate(engine, owner=self.settings.breaker_instance_id)
         dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
         self.follower = LogFollower(self.log, self._adopt, after_id=after_id, dsn=dsn)
-        self.follower.start()
+        await self.follower.start()
 
     async def _adopt(self, events: list[StoredEvent]) -> None:
-        """Apply other replicas' events of shared breakers."""
+        """Apply other replicas' events of shared breakers.
+
+        Outcomes followed in the batch by a transition of their breaker are counted,
+        not decided on: the tripping replica commits its failures together with its
+        trip, and deciding again here would race that very transition, lose, and
+        reload (silently: listeners would never hear of the trip).
+        """
         me = self.settings.breaker_instance_id
-        for event in events:
+        decided = {
+            e.breaker: i for i, e in enumerate(events) if e.kind == KIND_TRANSITION
+        }
+        for i, event in enumerate(events):
             if (
                 event.instance_id == me
                 or self.log.stream_of(event.breaker) != event.stream
             ):
                 continue
-            await self.get(event.breaker).adopt(event)
+            await self.get(event.breaker).adopt(
+                event, decide=decided.get(event.breaker, -1) < i
+            )
 
     @staticmethod
     async def _replay(
@@ -294,8 +305,23 @@ class BreakerRegistry:
         await self.recorder.flush()
         cores = await self._replay(self.log, self.settings, breaker.name)
         core = cores.get(breaker.name)
-        if core is not None:
-            breaker.restore(core)
+        if core is None:
+            return
+        before = breaker.version
+        breaker.restore(core)
+        record = breaker.last_transition
+        if breaker.version != before and record is not None:
+            logger.log(
+                logging.WARNING
+                if breaker.state.value in ("open", "forced_open")
+                else logging.INFO,
+                "[CIRCUIT] %s: now %s (v%d, from the log: %s)",
+                breaker.name,
+                breaker.state.value,
+                breaker.version,
+                record.reason,
+            )
+            self._notify(breaker, record)
 
     def _schedule_reload(self, name: str) -> None:
         breaker = self._breakers.get(name)

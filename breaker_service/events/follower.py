@@ -50,9 +50,10 @@ class LogFollower:
         self._task: asyncio.Task[None] | None = None
         self._connection: Any = None
 
-    def start(self) -> None:
-        """Start following (idempotent)."""
+    async def start(self) -> None:
+        """LISTEN, then follow in the background (idempotent)."""
         if self._task is None:
+            await self._listen()
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="log-follower"
             )
@@ -101,6 +102,9 @@ class LogFollower:
     async def _run(self) -> None:
         while True:
             await self._listen()
+            # Clear before reading: a notification that lands during the catch-up
+            # then wakes the next round instead of being wiped out.
+            self._wake.clear()
             try:
                 await self.catch_up()
             except EventLogError as exc:
@@ -109,7 +113,6 @@ class LogFollower:
                 logger.exception(
                     "[CIRCUIT] follower failed to apply events; will retry"
                 )
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 

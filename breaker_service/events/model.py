@@ -122,3 +122,6 @@ class Snapshot:
     last_event_id: int
     taken_at: float
     data: dict[str, Any] = field(default_factory=dict)
+    # The newest event id folded in from the log (replay or other replicas); a shared
+    # stream's snapshot is only written when no other replica's event is newer.
+    applied_through: int = 0

@@ -129,7 +129,9 @@ class EventRecorder:
                 self._bound_buffer()
                 continue
             if self.buffer or self._pending:
-                await self.flush()
+                # Shielded: aclose() cancels this loop, and a cancelled flush would roll
+                # back a batch already taken from the buffer.
+                await asyncio.shield(self.flush())
 
     def _bound_buffer(self) -> None:
         if len(self.buffer) <= self.buffer_max:
