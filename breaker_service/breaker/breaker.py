@@ -280,18 +280,19 @@ class CircuitBreaker(BreakerCore):
             await self._on_error(exc, version, None, None)
             raise
         if version == self._version:
-            # The CLOSED success rule of BreakerCore.apply_outcome, inlined.
-            self.consecutive_failures = 0
-            self.successes += 1
-            at = self._time()
-            if self._window is not None:
-                self._window.add(False, at)
-            self._buffer.append(
-                (self.name, KIND_SUCCESS, version, at, None, None, None, 1)
-            )
+            self._succeeded_closed(version)
             return result
         await self._on_success(version, None, None)
         return result
+
+    def _succeeded_closed(self, version: int) -> None:
+        """The CLOSED success rule of ``BreakerCore.apply_outcome``, on the hot path."""
+        self.consecutive_failures = 0
+        self.successes += 1
+        at = self._time()
+        if self._window is not None:
+            self._window.add(False, at)
+        self._buffer.append((self.name, KIND_SUCCESS, version, at, None, None, None, 1))
 
     async def _call_slow(
         self,
@@ -649,7 +650,13 @@ class _Guard:
         b = self._breaker
         if b._passthrough:
             return b
-        if b._state is not _CLOSED:
+        state = b._state
+        if state is not _CLOSED:
+            if state is _OPEN:
+                now = b._monotonic()
+                if now < b._probe_at:  # the rejection path, as in ``call``
+                    b.rejections += 1
+                    raise CircuitOpenError(b.name, b._probe_at - now)
             self._trial = await b._admit()
         self._version = b._version
         if b._slow_after is not None:
@@ -663,9 +670,18 @@ class _Guard:
         tb: TracebackType | None,
     ) -> None:
         b = self._breaker
-        if self._version < 0:
+        version = self._version
+        if version < 0:
             return
         if exc is None:
-            await b._on_success(self._version, self._trial, self._start)
+            if (
+                self._trial is None
+                and self._start is None
+                and version == b._version
+                and b._state is _CLOSED
+            ):
+                b._succeeded_closed(version)
+                return
+            await b._on_success(version, self._trial, self._start)
         else:
-            await b._on_error(exc, self._version, self._trial, self._start)
+            await b._on_error(exc, version, self._trial, self._start)
