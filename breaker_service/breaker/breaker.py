@@ -267,11 +267,10 @@ class CircuitBreaker(BreakerCore):
         """Await ``fn(*args, **kwargs)`` through the breaker; ``CircuitOpenError`` if open."""
         state = self._state
         if state is not _CLOSED or self._passthrough or self._slow_after is not None:
-            if state is _OPEN and not self._passthrough:
-                now = self._monotonic()
-                if now < self._probe_at:  # the rejection path: no coroutine, no await
-                    self.rejections += 1
-                    raise CircuitOpenError(self.name, self._probe_at - now)
+            if not self._passthrough:
+                self._reject_if_open(
+                    state
+                )  # the rejection path: no coroutine, no await
             return await self._call_slow(fn, args, kwargs)
         version = self._version
         try:
@@ -284,6 +283,19 @@ class CircuitBreaker(BreakerCore):
             return result
         await self._on_success(version, None, None)
         return result
+
+    def _reject_if_open(self, state: BreakerState) -> None:
+        """Raise ``CircuitOpenError`` at once when OPEN (cooling down) or FORCED_OPEN."""
+        if state is _OPEN:
+            now = self._monotonic()
+            if now < self._probe_at:
+                self.rejections += 1
+                raise CircuitOpenError(self.name, self._probe_at - now)
+        elif state is _FORCED_OPEN:
+            self.rejections += 1
+            raise CircuitOpenError(
+                self.name, self.settings.circuit_breaker_timeout, state="forced_open"
+            )
 
     def _succeeded_closed(self, version: int) -> None:
         """The CLOSED success rule of ``BreakerCore.apply_outcome``, on the hot path."""
@@ -652,11 +664,7 @@ class _Guard:
             return b
         state = b._state
         if state is not _CLOSED:
-            if state is _OPEN:
-                now = b._monotonic()
-                if now < b._probe_at:  # the rejection path, as in ``call``
-                    b.rejections += 1
-                    raise CircuitOpenError(b.name, b._probe_at - now)
+            b._reject_if_open(state)  # the rejection path, as in ``call``
             self._trial = await b._admit()
         self._version = b._version
         if b._slow_after is not None:
