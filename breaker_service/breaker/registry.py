@@ -23,7 +23,6 @@ from ..errors import ConfigError, EventLogError
 from ..events.log import EventLog, EventQuery
 from ..events.model import KIND_TRANSITION, StoredEvent, TransitionRecord
 from ..events.recorder import EventRecorder
-from ..retry.budget import RetryBudget
 from ..retry.classify import Classifier
 from ..retry.policy import GiveUp, RetryPolicy, RetryScheduled
 from .breaker import CircuitBreaker, Judge, TrialGate
@@ -66,7 +65,6 @@ class BreakerRegistry:
         self._restored = restored or {}
         self._breakers: dict[str, CircuitBreaker] = {}
         self._policies: dict[str, RetryPolicy] = {}
-        self._budgets: dict[str, RetryBudget] = {}
         self._listeners: list[TransitionListener] = []
         self._retry_listeners: list[Callable[[RetryScheduled], None]] = []
         self._give_up_listeners: list[Callable[[GiveUp], None]] = []
@@ -147,6 +145,9 @@ class BreakerRegistry:
             classifier=classifier,
         )
         registry.recorder.start()
+        registry._prune_task = asyncio.get_running_loop().create_task(
+            registry._prune_periodically(), name="event-log-retention"
+        )
         if shared:
             await registry._follow(url, cut)
         return registry
@@ -210,6 +211,17 @@ class BreakerRegistry:
             self.recorder.request_snapshot(name)
         await self.recorder.aclose()
         await self.log.aclose()
+
+    async def _prune_periodically(self, every: float = 3600.0) -> None:
+        """Apply ``EVENT_LOG_RETENTION_DAYS`` once an hour (and a minute after start)."""
+        await asyncio.sleep(60.0)
+        while True:
+            removed = await self.prune()
+            if removed:
+                logger.info(
+                    "[CIRCUIT] pruned %d outcome events past the retention", removed
+                )
+            await asyncio.sleep(every)
 
     async def __aenter__(self) -> Self:
         return self
@@ -331,23 +343,13 @@ class BreakerRegistry:
     # -- retries and resilient calls -------------------------------------------------
 
     def retry_policy(self, name: str) -> RetryPolicy:
-        """The retry policy for provider ``name`` (its settings, a budget shared per name)."""
+        """The retry policy for provider ``name``: its settings, one retry budget per name."""
         policy = self._policies.get(name)
         if policy is None:
-            settings = self.settings.for_provider(name)
-            budget = self._budgets.setdefault(
-                name,
-                RetryBudget(
-                    ratio=settings.retry_budget_ratio,
-                    min_concurrency=settings.retry_budget_min_concurrency,
-                    clock=self.clock,
-                ),
-            )
             policy = RetryPolicy.from_settings(
-                settings,
+                self.settings.for_provider(name),
                 name=name,
                 classifier=self.classifier,
-                budget=budget,
                 clock=self.clock,
                 on_retry=self._retry_scheduled,
                 on_give_up=self._gave_up,
