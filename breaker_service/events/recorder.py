@@ -98,6 +98,8 @@ class EventRecorder:
         self.last_flush_seconds = 0.0
         self._pending: list[TransitionRecord] = []
         self._committing: set[TransitionRecord] = set()
+        self._waiters: dict[TransitionRecord, asyncio.Future[bool]] = {}
+        self._flushes: set[asyncio.Future[bool]] = set()
         self._conflicts: set[TransitionRecord] = set()
         self._since_snapshot: Counter[str] = Counter()
         self._force_snapshot: set[str] = set()
@@ -208,11 +210,14 @@ class EventRecorder:
                 for record in transitions:
                     self._since_snapshot[record.breaker] -= 1
                 self._enter_degraded(exc)
+                for record in self._pending:
+                    self._settle(record, committed=False)
                 return False
             self.last_flush_seconds = time.perf_counter() - started
             self.written += len(outs) + len(transitions)
             for record in transitions:
                 self._pending.remove(record)
+                self._settle(record, committed=True)
             for snap in snaps:
                 self._since_snapshot.pop(snap.breaker, None)
                 self._force_snapshot.discard(snap.breaker)
@@ -238,6 +243,7 @@ class EventRecorder:
                 except ConcurrencyError:
                     self._pending.remove(record)
                     self._conflicts.add(record)
+                    self._settle(record, committed=False)
                     logger.warning(
                         "[CIRCUIT] %s: transition to version %d lost to another writer; reloading",
                         record.breaker,
@@ -247,6 +253,7 @@ class EventRecorder:
                         self.on_conflict(record.breaker)
                 else:
                     self._pending.remove(record)
+                    self._settle(record, committed=True)
             transitions.clear()
             snaps.clear()
             await self.log.append(outs, (), [], want_ids=False)
@@ -275,11 +282,18 @@ class EventRecorder:
         if self.degraded and time.monotonic() < self._retry_at:
             return False
         self._committing.add(record)
+        # Wait for this record's own batch, not for the whole flush: under steady
+        # traffic callers keep refilling the buffer and a flush may go on writing.
+        written = asyncio.get_running_loop().create_future()
+        self._waiters[record] = written
         flush = asyncio.ensure_future(self.flush())
+        self._flushes.add(flush)
+        flush.add_done_callback(self._flushes.discard)
         try:
-            await asyncio.wait_for(asyncio.shield(flush), self.commit_timeout)
+            committed = await asyncio.wait_for(
+                asyncio.shield(written), self.commit_timeout
+            )
         except TimeoutError:
-            self._committing.discard(record)
             if not self.degraded:
                 logger.warning(
                     "[CIRCUIT] %s: event store slower than %.1fs; transition applied in memory "
@@ -288,12 +302,20 @@ class EventRecorder:
                     self.commit_timeout,
                 )
             return False
-        self._committing.discard(record)
+        finally:
+            self._committing.discard(record)
+            self._waiters.pop(record, None)
         if record in self._conflicts:
             self._conflicts.discard(record)
             msg = f"breaker {record.breaker!r}: state version {record.version} taken by another writer"
             raise ConcurrencyError(msg)
-        return record not in self._pending
+        return bool(committed)
+
+    def _settle(self, record: TransitionRecord, *, committed: bool) -> None:
+        """Tell a waiting ``commit_transition`` how its record fared."""
+        waiter = self._waiters.get(record)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(committed)
 
     async def prune(self, retention_seconds: float, now: float) -> int:
         """Delete outcome events older than the retention that snapshots cover."""
