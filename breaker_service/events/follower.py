@@ -113,8 +113,11 @@ class LogFollower:
                 logger.exception(
                     "[CIRCUIT] follower failed to apply events; will retry"
                 )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # lands as the event is set, and aclose() would wait for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
 
     async def aclose(self) -> None:
         """Stop following and close the LISTEN connection."""

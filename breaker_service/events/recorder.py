@@ -290,9 +290,8 @@ class EventRecorder:
         self._flushes.add(flush)
         flush.add_done_callback(self._flushes.discard)
         try:
-            committed = await asyncio.wait_for(
-                asyncio.shield(written), self.commit_timeout
-            )
+            async with asyncio.timeout(self.commit_timeout):
+                committed = await asyncio.shield(written)
         except TimeoutError:
             if not self.degraded:
                 logger.warning(

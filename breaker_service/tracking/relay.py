@@ -121,8 +121,9 @@ class OutboxRelay:
                 delivered = 0
             if delivered < self.batch_size:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                with contextlib.suppress(TimeoutError):  # (not wait_for: see follower)
+                    async with asyncio.timeout(self.interval):
+                        await self._wake.wait()
 
     async def drain(self, max_batches: int = 1000) -> int:
         """Deliver batches until none is due (tests, CLI); returns rows delivered."""
