@@ -352,27 +352,14 @@ class CircuitBreaker(BreakerCore):
                 if now < self._probe_at:
                     self.rejections += 1
                     raise CircuitOpenError(self.name, self._probe_at - now)
-                await self._transition(
-                    _HALF_OPEN,
-                    f"cooldown of {self.open_timeout:g}s elapsed",
-                    expect_version=self._version,
-                )
+                await self._probe()
                 continue
             limit = self.settings.circuit_breaker_half_open_max_calls
             bound = self.settings.circuit_breaker_half_open_trial_timeout
             if len(self._trials) >= limit:
-                oldest, started = min(self._trials.items(), key=lambda item: item[1])
-                if now - started >= bound:
-                    version = self._version
-                    del self._trials[oldest]
-                    self._leases.pop(oldest, None)
-                    self._emit(KIND_TIMEOUT, version, "trial_lost", None, now - started)
-                    await self._transition(
-                        _OPEN,
-                        f"half-open trial did not report within {bound:g}s",
-                        expect_version=version,
-                    )
+                if await self._expire_stuck_trial(now):
                     continue
+                started = min(self._trials.values())
                 self.rejections += 1
                 raise CircuitOpenError(
                     self.name, started + bound - now, state=state.value
@@ -593,25 +580,34 @@ class CircuitBreaker(BreakerCore):
         """Apply time-driven moves now (cooldown over, stuck trial) instead of on the next call."""
         state = self._state
         if state is _OPEN and self._clock.monotonic() >= self._probe_at:
-            await self._transition(
-                _HALF_OPEN,
-                f"cooldown of {self.open_timeout:g}s elapsed",
-                expect_version=self._version,
-            )
+            await self._probe()
         elif state is _HALF_OPEN and self._trials:
-            bound = self.settings.circuit_breaker_half_open_trial_timeout
-            now = self._clock.monotonic()
-            oldest, started = min(self._trials.items(), key=lambda item: item[1])
-            if now - started >= bound:
-                version = self._version
-                del self._trials[oldest]
-                self._leases.pop(oldest, None)
-                self._emit(KIND_TIMEOUT, version, "trial_lost", None, now - started)
-                await self._transition(
-                    _OPEN,
-                    f"half-open trial did not report within {bound:g}s",
-                    expect_version=version,
-                )
+            await self._expire_stuck_trial(self._clock.monotonic())
+
+    async def _probe(self) -> None:
+        """OPEN -> HALF_OPEN once the cooldown is over."""
+        await self._transition(
+            _HALF_OPEN,
+            f"cooldown of {self.open_timeout:g}s elapsed",
+            expect_version=self._version,
+        )
+
+    async def _expire_stuck_trial(self, now: float) -> bool:
+        """Reopen if the oldest trial has not reported within its bound (resilience4j #903)."""
+        bound = self.settings.circuit_breaker_half_open_trial_timeout
+        oldest, started = min(self._trials.items(), key=lambda item: item[1])
+        if now - started < bound:
+            return False
+        version = self._version
+        del self._trials[oldest]
+        self._leases.pop(oldest, None)
+        self._emit(KIND_TIMEOUT, version, "trial_lost", None, now - started)
+        await self._transition(
+            _OPEN,
+            f"half-open trial did not report within {bound:g}s",
+            expect_version=version,
+        )
+        return True
 
     def status(self) -> dict[str, Any]:
         """A JSON-friendly summary for the API, CLI and dashboard."""

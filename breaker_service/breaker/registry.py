@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
 from ..clock import Clock, SystemClock
 from ..config import Settings, load_settings, normalize_database_url
-from ..errors import ConfigError, EventLogError
+from ..errors import ConfigError
 from ..events.log import EventLog, EventQuery
 from ..events.model import KIND_TRANSITION, StoredEvent, TransitionRecord
 from ..events.recorder import EventRecorder
@@ -469,6 +469,3 @@ def _epoch(value: datetime | float | None) -> float | None:
         msg = "timestamps must be timezone-aware (UTC)"
         raise ValueError(msg)
     return value.timestamp()
-
-
-__all__ += ["EventLogError"]

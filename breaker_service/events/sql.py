@@ -192,11 +192,11 @@ class SqlEventLog:
             self._streams[breaker] = stream
         return stream
 
-    def _mine(self) -> Any:
-        """SQL condition: shared streams and this instance's own streams."""
+    def _mine(self, stream: Any) -> Any:
+        """SQL condition on a ``stream`` column: shared streams and this replica's own."""
         return or_(
-            ~E.c.stream.contains("@"),
-            E.c.stream.endswith("@" + self.replica_id, autoescape=True),
+            ~stream.contains("@"),
+            stream.endswith("@" + self.replica_id, autoescape=True),
         )
 
     def _events(self, rows: Sequence[Row[Any]]) -> list[StoredEvent]:
@@ -445,12 +445,7 @@ class SqlEventLog:
         if breaker is not None:
             stmt = stmt.where(S.c.stream == self.stream_of(breaker))
         else:
-            stmt = stmt.where(
-                or_(
-                    ~S.c.stream.contains("@"),
-                    S.c.stream.endswith("@" + self.replica_id, autoescape=True),
-                )
-            )
+            stmt = stmt.where(self._mine(S.c.stream))
         try:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(stmt)).all()

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from ..breaker import BreakerRegistry, BreakerState
+from ..breaker import BreakerRegistry
 from ..clock import Clock, SystemClock
 from ..config import Settings, load_settings
 from ..errors import (
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["BatchItem", "UploadOrchestrator"]
 
 logger = logging.getLogger("breaker_service.uploads")
-
-_OPEN_STATES = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
 
 
 @dataclass(frozen=True, slots=True)
