@@ -2,6 +2,10 @@
 
 ``SystemClock`` is production time; ``FakeClock`` is for tests (yours too): its
 ``sleep()`` advances time instantly and records each wait.
+
+Background loops (flushing, retention) wait with ``idle(clock, seconds)`` instead:
+on a real clock that is a sleep; on a ``FakeClock`` it waits until the test moves
+time past the deadline, so a background loop never runs time away from the test.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "idle"]
 
 
 @runtime_checkable
@@ -67,7 +71,7 @@ class FakeClock:
     ``advance(s)`` moves time without recording a sleep.
     """
 
-    __slots__ = ("_monotonic", "_wall", "sleeps")
+    __slots__ = ("_idlers", "_monotonic", "_wall", "sleeps")
 
     def __init__(
         self, *, start: float = 1_000.0, wall: float = 1_767_225_600.0
@@ -75,6 +79,7 @@ class FakeClock:
         self._monotonic = start
         self._wall = wall  # 2026-01-01T00:00:00Z by default
         self.sleeps: list[float] = []
+        self._idlers: list[tuple[float, asyncio.Future[None]]] = []
 
     def monotonic(self) -> float:
         """The fake monotonic time."""
@@ -95,6 +100,16 @@ class FakeClock:
             raise ValueError(msg)
         self._monotonic += seconds
         self._wall += seconds
+        if self._idlers:
+            waiting = []
+            for deadline, future in self._idlers:
+                if future.done():
+                    continue
+                if deadline <= self._monotonic:
+                    future.set_result(None)
+                else:
+                    waiting.append((deadline, future))
+            self._idlers = waiting
 
     async def sleep(self, seconds: float) -> None:
         """Record the wait, advance time, and yield to the event loop once."""
@@ -102,5 +117,27 @@ class FakeClock:
         self.advance(max(seconds, 0.0))
         await asyncio.sleep(0)
 
+    async def idle(self, seconds: float) -> None:
+        """Wait, without moving time, until time has been moved ``seconds`` on."""
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._idlers.append((self._monotonic + seconds, future))
+        await future
+
     def __repr__(self) -> str:
         return f"FakeClock(monotonic={self._monotonic!r}, wall={self._wall!r})"
+
+
+async def idle(clock: Clock, seconds: float) -> None:
+    """A background loop's wait: ``clock.idle`` where the clock has one, else ``sleep``.
+
+    A ``FakeClock``'s ``sleep`` moves time; a background task must not, or it would
+    race the test's own time steps. ``idle`` waits for the test to move time instead.
+    """
+    wait = getattr(clock, "idle", None)
+    if wait is None:
+        await clock.sleep(seconds)
+    else:
+        await wait(seconds)

@@ -323,12 +323,45 @@ async def test_shutdown_writes_a_snapshot_of_every_breaker_with_pending_events(
     assert rows == [("glm", last["glm"]), ("kimi", last["kimi"])]
 
 
+async def test_retention_runs_in_the_background_on_the_injected_clock(
+    db: Path, clock: FakeClock, kimi: Provider
+) -> None:
+    """Background retention waits on the injected clock: moving it on prunes, no real sleep."""
+    options = {**SNAPSHOT_OPTIONS, "event_log_retention_days": 1}
+    async with sqlite_registry(db, clock, **options) as registry:
+        breaker = registry.get("kimi")
+        await drive(breaker, kimi, clock)
+        assert await registry.flush()
+        registry.recorder.request_snapshot("kimi")
+        assert await registry.flush()
+        outcomes = [
+            e
+            for e in await registry.history("kimi", limit=None)
+            if e.kind != "transition"
+        ]
+        assert outcomes
+        sleeps_before = list(clock.sleeps)
+        clock.advance(2 * 86400)  # past the first run (a minute) and the retention
+        for _ in range(50):
+            left = [
+                e
+                for e in await registry.history("kimi", limit=None)
+                if e.kind != "transition"
+            ]
+            if len(left) < len(outcomes):
+                break
+            await asyncio.sleep(0.01)
+        assert len(left) < len(outcomes)
+        assert clock.sleeps == sleeps_before  # the background task moved no time
+
+
 async def test_prune_keeps_transitions_and_drops_covered_outcomes(
     db: Path, clock: FakeClock, kimi: Provider
 ) -> None:
     """Old outcome events covered by a snapshot go; transitions and state stay."""
     options = {**SNAPSHOT_OPTIONS, "event_log_retention_days": 1}
     async with sqlite_registry(db, clock, **options) as registry:
+        await registry.maintenance.aclose()  # this test prunes by hand
         breaker = registry.get("kimi")
         await drive(breaker, kimi, clock)
         assert await registry.flush()

@@ -1,47 +1,64 @@
-"""``BreakerRegistry``: one breaker per provider, restored from the event log at start-up.
+"""``BreakerRegistry``: one breaker per provider, restored from the event log.
 
 registry = await BreakerRegistry.open("sqlite+aiosqlite:///breakers.db")
 breaker = registry.get("kimi")
 async with breaker.guard():
     ...
 await registry.aclose()
+
+The registry maps names to breakers (settings resolved once per name) and owns the
+event log, its recorder and the fleet follower. The resilient call, the audit
+queries, the listeners and retention are their own classes (``resilient``,
+``audit``, ``listeners``, ``maintenance``); the registry's methods of the same names
+are one-line conveniences over them. Building a registry from settings and a
+database URL is the composition root's job (``breaker_service.service``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
+from typing import Any, ParamSpec, Protocol, Self, TypeVar
 
 from ..clock import Clock, SystemClock
-from ..config import Settings, load_settings, normalize_database_url
+from ..config import ResilienceSettings, Settings, load_settings
 from ..errors import ConfigError
-from ..events.log import EventLog, EventQuery
-from ..events.model import KIND_TRANSITION, StoredEvent, TransitionRecord
+from ..events.log import EventLog
+from ..events.model import KIND_TRANSITION, StoredEvent
 from ..events.recorder import EventRecorder
 from ..retry.classify import Classifier
 from ..retry.policy import GiveUp, RetryPolicy, RetryScheduled
+from .audit import AuditReader
 from .breaker import CircuitBreaker, Judge, TrialGate
 from .core import BreakerCore
+from .listeners import ListenerHub, TransitionListener
+from .maintenance import Maintenance
 from .replay import fold
+from .resilient import ResilientCalls
 from .state import BreakerState
 from .window import FailureRateWindow
 
-if TYPE_CHECKING:
-    from ..events.follower import LogFollower
-
-__all__ = ["BreakerRegistry"]
+__all__ = ["BreakerRegistry", "check_scope", "replay_cores", "scope_resolver"]
 
 logger = logging.getLogger("breaker_service.breaker")
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-TransitionListener = Callable[[CircuitBreaker, TransitionRecord], None]
+
+class Follower(Protocol):
+    """Tails other replicas' events into ``BreakerRegistry.adopt`` (fleet mode)."""
+
+    async def start(self) -> None:
+        """Start following (after the replay's last id)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop following."""
+        ...
 
 
 class BreakerRegistry:
@@ -56,21 +73,18 @@ class BreakerRegistry:
         restored: dict[str, BreakerCore] | None = None,
         judge: Judge | None = None,
         classifier: Classifier | None = None,
+        trial_gate: TrialGate | None = None,
     ) -> None:
         self.settings = settings
         self.log = log
         self.clock = clock
         self.judge = judge
-        self.classifier = classifier or Classifier()
+        self.trial_gate = trial_gate
+        self.follower: Follower | None = None
         self._restored = restored or {}
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._policies: dict[str, RetryPolicy] = {}
-        self._listeners: list[TransitionListener] = []
-        self._retry_listeners: list[Callable[[RetryScheduled], None]] = []
-        self._give_up_listeners: list[Callable[[GiveUp], None]] = []
-        self._prune_task: asyncio.Task[None] | None = None
-        self.follower: LogFollower | None = None
-        self.trial_gate: TrialGate | None = None
+        self._settings_of: dict[str, ResilienceSettings] = {}
+        self.listeners = ListenerHub()
         self.recorder = EventRecorder(
             log,
             flush_interval=settings.event_log_flush_interval,
@@ -79,6 +93,19 @@ class BreakerRegistry:
             snapshot_every=settings.event_log_snapshot_every,
             snapshot_source=self._snapshot_of,
             on_conflict=self._schedule_reload,
+        )
+        self.resilient = ResilientCalls(
+            self.get,
+            self.settings_for,
+            classifier=classifier or Classifier(),
+            clock=clock,
+            listeners=self.listeners,
+        )
+        self.audit = AuditReader(log, self.recorder)
+        self.maintenance = Maintenance(
+            self.recorder,
+            clock,
+            retention_seconds=settings.event_log_retention_days * 86400,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -95,44 +122,51 @@ class BreakerRegistry:
         judge: Judge | None = None,
         classifier: Classifier | None = None,
     ) -> BreakerRegistry:
-        """Open the log (migrating if allowed), replay it, and start the flusher."""
+        """Open the log (migrating if allowed), replay it, and start the flusher.
+
+        A convenience for embedded use: with ``log`` the registry is built here; with
+        a URL (or ``DATABASE_URL``) the composition root opens the database for it.
+        """
         settings = settings or load_settings()
         clock = clock or SystemClock()
-        url = normalize_database_url(database_url or settings.database_url)
-        shared = settings.shared_scope_used()
-        if shared and (log is not None or not url.startswith("postgresql")):
-            msg = (
-                "BREAKER_SCOPE=shared needs PostgreSQL (DATABASE_URL=postgresql+asyncpg://...): "
-                "replicas share breaker state through it; SQLite and in-memory logs "
-                "support BREAKER_SCOPE=instance only"
+        if log is not None:
+            check_scope(settings, postgres=False)
+            return await cls.restore(
+                log, settings=settings, clock=clock, judge=judge, classifier=classifier
             )
-            raise ConfigError(msg, variable="BREAKER_SCOPE")
-        if log is None:
-            from ..events.sql import SqlEventLog  # noqa: PLC0415 - SQL only when used
-            from ..migrate import ensure_schema  # noqa: PLC0415
+        # The composition root imports this module; importing it at the top would be
+        # a cycle. This convenience is the one place that reaches up to it.
+        from ..service import Service  # noqa: PLC0415
 
-            sql_log = SqlEventLog.from_url(
-                url,
-                instance_id=settings.breaker_instance_id,
-                on_malformed=settings.event_log_on_malformed,
-                scope_of=_scopes(settings),
-                replica_id=settings.breaker_replica_id,
-            )
-            try:
-                await ensure_schema(
-                    sql_log.engine,
-                    migrate=settings.database_auto_migrate
-                    if migrate is None
-                    else migrate,
-                )
-            except BaseException:
-                await sql_log.aclose()
-                raise
-            log = sql_log
+        service = await Service.open(
+            settings,
+            clock=clock,
+            database_url=database_url,
+            migrate=migrate,
+            judge=judge,
+            classifier=classifier,
+            uploads=False,
+        )
+        return service.registry
+
+    @classmethod
+    async def restore(
+        cls,
+        log: EventLog,
+        *,
+        settings: Settings,
+        clock: Clock,
+        judge: Judge | None = None,
+        classifier: Classifier | None = None,
+        trial_gate: TrialGate | None = None,
+    ) -> BreakerRegistry:
+        """Replay ``log`` into a new registry and start its flusher and retention.
+
+        The registry owns ``log`` from here on (``aclose()`` closes it), and closes
+        it too if the replay fails.
+        """
         try:
-            # Everything up to `cut` is in the replay; the follower takes it from there.
-            cut = await log.last_id() if shared else 0
-            restored = await cls._replay(log, settings)
+            restored = await replay_cores(log, settings)
         except BaseException:
             await log.aclose()
             raise
@@ -143,28 +177,18 @@ class BreakerRegistry:
             restored=restored,
             judge=judge,
             classifier=classifier,
+            trial_gate=trial_gate,
         )
         registry.recorder.start()
-        registry._prune_task = asyncio.get_running_loop().create_task(
-            registry._prune_periodically(), name="event-log-retention"
-        )
-        if shared:
-            await registry._follow(url, cut)
+        registry.maintenance.start()
         return registry
 
-    async def _follow(self, url: str, after_id: int) -> None:
-        """Shared scope: follow the fleet's events and hand out fleet-wide trial slots."""
-        from ..events.follower import LogFollower  # noqa: PLC0415
-        from ..events.trials import SqlTrialGate  # noqa: PLC0415
+    async def follow(self, follower: Follower) -> None:
+        """Start ``follower`` (other replicas' events); closed with the registry."""
+        self.follower = follower
+        await follower.start()
 
-        engine = getattr(self.log, "engine", None)
-        assert engine is not None
-        self.trial_gate = SqlTrialGate(engine, owner=self.settings.breaker_instance_id)
-        dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        self.follower = LogFollower(self.log, self._adopt, after_id=after_id, dsn=dsn)
-        await self.follower.start()
-
-    async def _adopt(self, events: list[StoredEvent]) -> None:
+    async def adopt(self, events: list[StoredEvent]) -> None:
         """Apply other replicas' events of shared breakers.
 
         Outcomes followed in the batch by a transition of their breaker are counted,
@@ -186,42 +210,15 @@ class BreakerRegistry:
                 event, decide=decided.get(event.breaker, -1) < i
             )
 
-    @staticmethod
-    async def _replay(
-        log: EventLog, settings: Settings, breaker: str | None = None
-    ) -> dict[str, BreakerCore]:
-        snapshots = await log.load_snapshots(breaker)
-        events = await log.read_since_snapshots(snapshots, breaker)
-        return fold(
-            snapshots,
-            events,
-            lambda name: BreakerCore(name, _window_for(settings, name)),
-            skip_malformed=settings.event_log_on_malformed == "skip",
-        )
-
     async def aclose(self) -> None:
         """Flush every event (with snapshots) and close the log."""
         if self.follower is not None:
             await self.follower.aclose()
-        if self._prune_task is not None:
-            self._prune_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prune_task
+        await self.maintenance.aclose()
         for name in self._breakers:
             self.recorder.request_snapshot(name)
         await self.recorder.aclose()
         await self.log.aclose()
-
-    async def _prune_periodically(self, every: float = 3600.0) -> None:
-        """Apply ``EVENT_LOG_RETENTION_DAYS`` once an hour (and a minute after start)."""
-        await asyncio.sleep(60.0)
-        while True:
-            removed = await self.prune()
-            if removed:
-                logger.info(
-                    "[CIRCUIT] pruned %d outcome events past the retention", removed
-                )
-            await asyncio.sleep(every)
 
     async def __aenter__(self) -> Self:
         return self
@@ -240,6 +237,13 @@ class BreakerRegistry:
 
     # -- breakers ----------------------------------------------------------------------
 
+    def settings_for(self, name: str) -> ResilienceSettings:
+        """``name``'s resilience settings (its ``VAR__NAME`` overrides), resolved once."""
+        resolved = self._settings_of.get(name)
+        if resolved is None:
+            resolved = self._settings_of[name] = self.settings.for_provider(name)
+        return resolved
+
     def get(self, name: str) -> CircuitBreaker:
         """The breaker for ``name``, created (or restored from the log) on first use."""
         breaker = self._breakers.get(name)
@@ -248,7 +252,7 @@ class BreakerRegistry:
         if not name or len(name) > 200 or "@" in name:
             msg = f"breaker names must be 1 to 200 characters without '@', got {name!r}"
             raise ValueError(msg)
-        settings = self.settings.for_provider(name)
+        settings = self.settings_for(name)
         gate = self.trial_gate if settings.breaker_scope == "shared" else None
         breaker = CircuitBreaker(
             name,
@@ -256,7 +260,7 @@ class BreakerRegistry:
             clock=self.clock,
             recorder=self.recorder,
             judge=self.judge,
-            on_transition=self._notify,
+            on_transition=self.listeners.transition,
             reload=self._reload,
             trial_gate=gate,
             stream=self.log.stream_of(name),
@@ -278,36 +282,6 @@ class BreakerRegistry:
         """Every breaker, restored ones included."""
         return [self.get(name) for name in self.names()]
 
-    def add_listener(self, listener: TransitionListener) -> None:
-        """Call ``listener(breaker, record)`` after every transition (metrics, UIs)."""
-        self._listeners.append(listener)
-
-    def add_retry_listener(
-        self,
-        on_retry: Callable[[RetryScheduled], None] | None = None,
-        on_give_up: Callable[[GiveUp], None] | None = None,
-    ) -> None:
-        """Hear of every scheduled retry and every give-up (metrics)."""
-        if on_retry is not None:
-            self._retry_listeners.append(on_retry)
-        if on_give_up is not None:
-            self._give_up_listeners.append(on_give_up)
-
-    def _retry_scheduled(self, event: RetryScheduled) -> None:
-        for listener in self._retry_listeners:
-            listener(event)
-
-    def _gave_up(self, event: GiveUp) -> None:
-        for listener in self._give_up_listeners:
-            listener(event)
-
-    def _notify(self, breaker: CircuitBreaker, record: TransitionRecord) -> None:
-        for listener in self._listeners:
-            try:
-                listener(breaker, record)
-            except Exception:
-                logger.exception("[CIRCUIT] transition listener failed")
-
     def _snapshot_of(self, name: str) -> Any:
         breaker = self._breakers.get(name)
         return breaker.snapshot() if breaker is not None else None
@@ -315,7 +289,7 @@ class BreakerRegistry:
     async def _reload(self, breaker: CircuitBreaker) -> None:
         """Re-read one breaker from the log after losing a write race."""
         await self.recorder.flush()
-        cores = await self._replay(self.log, self.settings, breaker.name)
+        cores = await replay_cores(self.log, self.settings, breaker.name)
         core = cores.get(breaker.name)
         if core is None:
             return
@@ -333,29 +307,35 @@ class BreakerRegistry:
                 breaker.version,
                 record.reason,
             )
-            self._notify(breaker, record)
+            self.listeners.transition(breaker, record)
 
     def _schedule_reload(self, name: str) -> None:
         breaker = self._breakers.get(name)
         if breaker is not None:
             asyncio.get_running_loop().create_task(self._reload(breaker))
 
-    # -- retries and resilient calls -------------------------------------------------
+    # -- conveniences over the parts -----------------------------------------------------
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Call ``listener(breaker, record)`` after every transition (metrics, UIs)."""
+        self.listeners.add_transition_listener(listener)
+
+    def add_retry_listener(
+        self,
+        on_retry: Callable[[RetryScheduled], None] | None = None,
+        on_give_up: Callable[[GiveUp], None] | None = None,
+    ) -> None:
+        """Hear of every scheduled retry and every give-up (metrics)."""
+        self.listeners.add_retry_listener(on_retry, on_give_up)
+
+    @property
+    def classifier(self) -> Classifier:
+        """What the resilient call treats as transient."""
+        return self.resilient.classifier
 
     def retry_policy(self, name: str) -> RetryPolicy:
         """The retry policy for provider ``name``: its settings, one retry budget per name."""
-        policy = self._policies.get(name)
-        if policy is None:
-            policy = RetryPolicy.from_settings(
-                self.settings.for_provider(name),
-                name=name,
-                classifier=self.classifier,
-                clock=self.clock,
-                on_retry=self._retry_scheduled,
-                on_give_up=self._gave_up,
-            )
-            self._policies[name] = policy
-        return policy
+        return self.resilient.policy(name)
 
     async def call(
         self,
@@ -369,10 +349,7 @@ class BreakerRegistry:
 
         An open breaker stops the retries at once with ``CircuitOpenError``.
         """
-        breaker = self.get(name)
-        return await self.retry_policy(name).call(breaker.call, fn, *args, **kwargs)
-
-    # -- audit ---------------------------------------------------------------------------
+        return await self.resilient.call(name, fn, *args, **kwargs)
 
     async def history(
         self,
@@ -385,36 +362,17 @@ class BreakerRegistry:
         until: datetime | float | None = None,
     ) -> list[StoredEvent]:
         """A breaker's events (transitions and outcomes), oldest first, paged by id."""
-        await self.recorder.flush()
-        return await self.log.read(
-            EventQuery(
-                breaker=name,
-                after_id=after_id,
-                limit=limit,
-                kinds=kinds,
-                since=_epoch(since),
-                until=_epoch(until),
-            )
+        return await self.audit.history(
+            name, after_id=after_id, limit=limit, kinds=kinds, since=since, until=until
         )
 
     async def state_at(self, name: str, at: datetime | float) -> BreakerState:
         """The state ``name`` was in at a past time (CLOSED before its first transition)."""
-        await self.recorder.flush()
-        moment = _epoch(at)
-        assert moment is not None
-        event = await self.log.last_transition_before(name, moment)
-        return (
-            BreakerState(event.to_state)
-            if event is not None and event.to_state
-            else BreakerState.CLOSED
-        )
+        return await self.audit.state_at(name, at)
 
     async def prune(self) -> int:
         """Drop outcome events past the retention that snapshots cover (transitions stay)."""
-        await self.recorder.flush()
-        return await self.recorder.prune(
-            self.settings.event_log_retention_days * 86400, self.clock.time()
-        )
+        return await self.maintenance.prune()
 
     def health(self) -> dict[str, Any]:
         """Whether the event store keeps up: degraded flag, backlog, last error."""
@@ -437,7 +395,32 @@ class BreakerRegistry:
         return self.recorder.degraded
 
 
-def _scopes(settings: Settings) -> Callable[[str], str]:
+async def replay_cores(
+    log: EventLog, settings: Settings, breaker: str | None = None
+) -> dict[str, BreakerCore]:
+    """Snapshots plus the events after them, folded into one core per breaker."""
+    snapshots = await log.load_snapshots(breaker)
+    events = await log.read_since_snapshots(snapshots, breaker)
+    return fold(
+        snapshots,
+        events,
+        lambda name: BreakerCore(name, _window_for(settings, name)),
+        skip_malformed=settings.event_log_on_malformed == "skip",
+    )
+
+
+def check_scope(settings: Settings, *, postgres: bool) -> None:
+    """Refuse ``BREAKER_SCOPE=shared`` unless the log is on PostgreSQL."""
+    if settings.shared_scope_used() and not postgres:
+        msg = (
+            "BREAKER_SCOPE=shared needs PostgreSQL (DATABASE_URL=postgresql+asyncpg://...): "
+            "replicas share breaker state through it; SQLite and in-memory logs "
+            "support BREAKER_SCOPE=instance only"
+        )
+        raise ConfigError(msg, variable="BREAKER_SCOPE")
+
+
+def scope_resolver(settings: Settings) -> Callable[[str], str]:
     """``name -> "instance" | "shared"`` from the settings, per breaker overrides included."""
     cache: dict[str, str] = {}
 
@@ -460,12 +443,3 @@ def _window_for(settings: Settings, name: str) -> FailureRateWindow | None:
         duration=s.circuit_breaker_window_duration,
         minimum_calls=s.circuit_breaker_minimum_calls,
     )
-
-
-def _epoch(value: datetime | float | None) -> float | None:
-    if value is None or isinstance(value, int | float):
-        return value
-    if value.tzinfo is None:
-        msg = "timestamps must be timezone-aware (UTC)"
-        raise ValueError(msg)
-    return value.timestamp()

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ..breaker import BreakerRegistry
 from ..clock import Clock, SystemClock
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import (
     BreakerServiceError,
     CircuitOpenError,
@@ -35,11 +35,11 @@ from ..errors import (
 )
 from ..providers.base import Provider, ProviderFile
 from .model import UploadResult
-from .store import MemoryUploadStore, SqlUploadStore, UploadStore
+from .store import UploadStore
 from .validation import ValidatedFile, sha256_of, validate_path
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    import httpx
 
     from ..tracking.relay import OutboxRelay
 
@@ -78,6 +78,7 @@ class UploadOrchestrator:
         order: Sequence[str],
         clock: Clock | None = None,
         max_concurrency: int = 8,
+        relay: OutboxRelay | None = None,
     ) -> None:
         self.registry = registry
         self.providers = dict(providers)
@@ -86,8 +87,8 @@ class UploadOrchestrator:
         self.order = [p for p in order if p in self.providers]
         self.clock = clock or SystemClock()
         self.max_concurrency = max_concurrency
-        self.relay: OutboxRelay | None = None
-        self._owned: list[Any] = []
+        self.relay = relay
+        self._closer: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     async def open(
@@ -96,62 +97,29 @@ class UploadOrchestrator:
         *,
         clock: Clock | None = None,
         registry: BreakerRegistry | None = None,
-        transport: Any = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> UploadOrchestrator:
-        """Everything from the settings: registry (replayed), HTTP client, providers, store."""
-        from ..events.sql import SqlEventLog  # noqa: PLC0415
-        from ..providers.catalog import build_providers, http_client_for  # noqa: PLC0415
+        """Everything from the settings: registry (replayed), HTTP client, providers, store.
 
-        settings = settings or load_settings()
-        clock = clock or SystemClock()
-        owned: list[Any] = []
-        if registry is None:
-            registry = await BreakerRegistry.open(settings=settings, clock=clock)
-            owned.append(registry)
-        client = http_client_for(settings, transport)
-        owned.append(client)
-        log = registry.log
-        store: UploadStore
-        relay = None
-        if isinstance(log, SqlEventLog):
-            tracking = settings.supabase_enabled
-            store = SqlUploadStore(
-                log.engine, instance_id=settings.breaker_instance_id, outbox=tracking
-            )
-            if tracking:
-                relay = _start_relay(settings, log.engine, registry, clock)
-                owned.append(relay)
-            else:
-                logger.warning(
-                    "Supabase tracking is off (SUPABASE_URL and SUPABASE_SERVICE_KEY unset): "
-                    "uploads are recorded in the local database only"
-                )
-        else:
-            store = MemoryUploadStore()
-        orchestrator = cls(
-            registry=registry,
-            providers=build_providers(settings, client),
-            store=store,
-            allowed_dirs=settings.allowed_dirs,
-            order=settings.provider_order,
-            clock=clock,
-            max_concurrency=settings.upload_max_concurrency,
+        A convenience for embedded use over the composition root; ``aclose()`` closes
+        what it opened (a ``registry`` passed in stays the caller's).
+        """
+        # The composition root imports this module; importing it at the top would be
+        # a cycle. This convenience is the one place that reaches up to it.
+        from ..service import Service  # noqa: PLC0415
+
+        service = await Service.open(
+            settings, clock=clock, registry=registry, transport=transport
         )
-        orchestrator._owned = owned
-        orchestrator.relay = relay
-        for name, provider in orchestrator.providers.items():
-            registry.get(name)  # every provider's breaker is listed from the start
-            if provider.unavailable_reason:
-                logger.info(
-                    "provider %s unavailable: %s", name, provider.unavailable_reason
-                )
+        orchestrator = service.orchestrator
+        orchestrator._closer = service.aclose
         return orchestrator
 
     async def aclose(self) -> None:
-        """Close what ``open`` created (HTTP client, registry)."""
-        for resource in reversed(self._owned):
-            await resource.aclose()
-        self._owned = []
+        """Close what ``open`` created (HTTP client, relay, registry)."""
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            await closer()
 
     async def __aenter__(self) -> Self:
         return self
@@ -351,31 +319,3 @@ class UploadOrchestrator:
             return item
 
         return list(await asyncio.gather(*(one(p) for p in paths)))
-
-
-def _start_relay(
-    settings: Settings, engine: AsyncEngine, registry: BreakerRegistry, clock: Clock
-) -> OutboxRelay:
-    """The Supabase relay for these settings, started (it first delivers what is pending)."""
-    from ..tracking import Outbox, OutboxRelay, SupabaseSink  # noqa: PLC0415
-
-    assert settings.supabase_url is not None
-    assert settings.supabase_service_key is not None
-    sink = SupabaseSink(
-        settings.supabase_url,
-        settings.supabase_service_key.get_secret_value(),
-        settings.supabase_table,
-        timeout=settings.supabase_timeout,
-    )
-    relay = OutboxRelay(
-        outbox=Outbox(engine),
-        sink=sink,
-        registry=registry,
-        owner=settings.breaker_instance_id,
-        clock=clock,
-        batch_size=settings.outbox_batch_size,
-        interval=settings.outbox_interval,
-        lease=settings.outbox_lease_seconds,
-    )
-    relay.start()
-    return relay
