@@ -67,7 +67,7 @@ async def close(registry: BreakerRegistry, who: str) -> int:
             closing.result()
             return rescued
         follower = registry.follower
-        task = None if follower is None else follower._task
+        task = None if follower is None else getattr(follower, "_task", None)
         if task is not None and not task.done() and task.cancelling():
             task.cancel()
             rescued += 1

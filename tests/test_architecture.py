@@ -16,9 +16,9 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     package = parts[:-1]  # the package a relative import starts from
     top_level = {id(node) for node in tree.body}
-    for node in tree.body:  # `if TYPE_CHECKING:` blocks count as module level
-        if isinstance(node, ast.If):
-            top_level.update(id(child) for child in node.body)
+    for statement in tree.body:  # `if TYPE_CHECKING:` blocks count as module level
+        if isinstance(statement, ast.If):
+            top_level.update(id(child) for child in statement.body)
     found: list[tuple[str, bool]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

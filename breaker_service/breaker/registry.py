@@ -52,6 +52,10 @@ T = TypeVar("T")
 class Follower(Protocol):
     """Tails other replicas' events into ``BreakerRegistry.adopt`` (fleet mode)."""
 
+    after_id: int  # the last event id applied
+    applied: int  # events applied so far
+    listening: bool  # woken by notifications (else polling only)
+
     async def start(self) -> None:
         """Start following (after the replay's last id)."""
         ...
