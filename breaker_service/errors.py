@@ -11,7 +11,8 @@
     │   └── ProviderRejected         the request itself was refused: 4xx, quota (permanent)
     ├── EventLogError                the event store failed or holds bad data
     │   ├── ConcurrencyError         another writer took the same breaker version
-    │   └── MalformedEventError      a stored event row cannot be read (names the row)
+    │   ├── MalformedEventError      a stored event row cannot be read (names the row)
+    │   └── StorageCorrupt           the database file is damaged (names the file)
     ├── UnknownProviderError         no provider by that name
     ├── UnknownBreakerError          no breaker by that name
     └── UploadRejected               the file was refused before any network call (reason)
@@ -33,6 +34,7 @@ __all__ = [
     "ProviderRejected",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "StorageCorrupt",
     "UnknownBreakerError",
     "UnknownProviderError",
     "UploadRejected",
@@ -138,6 +140,14 @@ class MalformedEventError(EventLogError):
     def __init__(self, message: str, *, row_id: int | None = None) -> None:
         super().__init__(message)
         self.row_id = row_id
+
+
+class StorageCorrupt(EventLogError):
+    """The database file is damaged: nothing is started on it; the message says why."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class UploadRejected(BreakerServiceError):

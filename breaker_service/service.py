@@ -15,6 +15,7 @@ through here; below this module, classes take their collaborators as arguments.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from .events.follower import LogFollower
 from .events.log import EventLog
 from .events.sql import SqlEventLog, create_engine
 from .events.trials import SqlTrialGate
+from .integrity import verify_sqlite
 from .migrate import SCHEMA_HEAD, current_revision, ensure_schema
 from .providers.base import Provider
 from .providers.catalog import build_providers, http_client_for
@@ -139,6 +141,7 @@ class Service:
         url = _database_url(database_url or settings.database_url)
         shared = settings.shared_scope_used()
         check_scope(settings, postgres=url.startswith("postgresql"))
+        await asyncio.to_thread(verify_sqlite, url)  # refuse a damaged file
         engine = create_engine(url)
         sql_log = SqlEventLog(
             engine,

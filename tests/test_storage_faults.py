@@ -1,0 +1,97 @@
+"""Storage faults never cost a record: damaged files, locked databases, journals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from breaker_service.clock import FakeClock
+from breaker_service.config import Settings, load_settings
+from breaker_service.errors import StorageCorrupt
+from breaker_service.integrity import check_sqlite_file
+from breaker_service.service import Service
+
+SCRIPT = Path(sys.executable).with_name("breaker-service")
+
+
+def _settings(db: Path) -> Settings:
+    return load_settings(env_file=None, database_url=f"sqlite+aiosqlite:///{db}")
+
+
+async def _write_some_history(db: Path) -> None:
+    async with await Service.open(
+        _settings(db), clock=FakeClock(), uploads=False
+    ) as svc:
+        breaker = svc.registry.get("kimi")
+        await breaker.force_open("maintenance", "ops")
+        await breaker.reset("done", "ops")
+        assert await svc.registry.flush()
+
+
+def _damage_an_index(db: Path, index: str = "ix_breaker_events_at") -> None:
+    """Overwrite half of an index's root page, as a bad disk or a stray write would."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (index,)
+        ).fetchone()
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.close()
+    with db.open("r+b") as stream:
+        stream.seek((root - 1) * page_size)
+        stream.write(bytes(range(256)) * (page_size // 512))
+
+
+async def test_a_sound_file_passes_the_check(tmp_path: Path) -> None:
+    """A file written by the service is sound; a missing one is too (created later)."""
+    db = tmp_path / "ok.db"
+    assert check_sqlite_file(db) == []
+    await _write_some_history(db)
+    assert check_sqlite_file(db) == []
+
+
+async def test_a_damaged_file_refuses_to_start(tmp_path: Path) -> None:
+    """A damaged index: start-up fails with one line naming the file and the way out."""
+    db = tmp_path / "damaged.db"
+    await _write_some_history(db)
+    _damage_an_index(db)
+    with pytest.raises(StorageCorrupt) as caught:
+        await Service.open(_settings(db), uploads=False)
+    message = str(caught.value)
+    assert str(db) in message
+    assert "restore it from a backup" in message
+    assert "breaker-service db check" in message
+    assert "\n" not in message
+
+
+def test_the_cli_says_so_in_one_line(tmp_path: Path) -> None:
+    """``breaker-service status`` on a damaged file: exit 1, one line, no traceback."""
+    db = tmp_path / "damaged.db"
+    asyncio.run(_write_some_history(db))
+    _damage_an_index(db)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RETRY_", "CIRCUIT_", "RESILIENCE_", "DATABASE_"))
+    }
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
+    result = subprocess.run(
+        [str(SCRIPT), "status"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "is damaged" in lines[0]
+    assert "Traceback" not in result.stderr
