@@ -38,6 +38,7 @@ from .integrity import verify_sqlite
 from .migrate import SCHEMA_HEAD, current_revision, ensure_schema
 from .providers.base import Provider
 from .providers.catalog import build_providers, http_client_for
+from .replica import check_replica_id, resolve_replica_id
 from .retry.classify import Classifier
 from .tracking import Outbox, OutboxRelay, SupabaseSink
 from .uploads.orchestrator import UploadOrchestrator
@@ -141,20 +142,28 @@ class Service:
         url = _database_url(database_url or settings.database_url)
         shared = settings.shared_scope_used()
         check_scope(settings, postgres=url.startswith("postgresql"))
+        check_replica_id(settings, url)
         await asyncio.to_thread(verify_sqlite, url)  # refuse a damaged file
         engine = create_engine(url)
-        sql_log = SqlEventLog(
-            engine,
-            instance_id=settings.breaker_instance_id,
-            on_malformed=settings.event_log_on_malformed,
-            scope_of=scope_resolver(settings),
-            replica_id=settings.breaker_replica_id,
-        )
         try:
             await ensure_schema(
                 engine,
                 migrate=settings.database_auto_migrate if migrate is None else migrate,
             )
+            replica = await resolve_replica_id(settings, url, engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        if replica != settings.breaker_replica_id:
+            settings = settings.model_copy(update={"breaker_replica_id": replica})
+        sql_log = SqlEventLog(
+            engine,
+            instance_id=settings.breaker_instance_id,
+            on_malformed=settings.event_log_on_malformed,
+            scope_of=scope_resolver(settings),
+            replica_id=replica,
+        )
+        try:
             # Everything up to `cut` is in the replay; the follower takes it from there.
             cut = await sql_log.last_id() if shared else 0
         except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from breaker_service.breaker import BreakerState
 from breaker_service.clock import FakeClock
 from breaker_service.config import Settings, load_settings
-from breaker_service.errors import StorageCorrupt
+from breaker_service.errors import ConfigError, StorageCorrupt
 from breaker_service.integrity import check_sqlite_file
 from breaker_service.service import Service
 
@@ -95,3 +97,66 @@ def test_the_cli_says_so_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert "is damaged" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def _settings_on_host(db: Path, host: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setattr(socket, "gethostname", lambda: host)
+    return _settings(db)
+
+
+async def test_a_new_host_name_restores_the_same_breakers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State written as container-aaa is restored as container-bbb (same database)."""
+    db = tmp_path / "data.db"
+    first = _settings_on_host(db, "container-aaa", monkeypatch)
+    async with await Service.open(first, clock=FakeClock(), uploads=False) as svc:
+        await svc.registry.get("kimi").force_open("incident 42", "ops")
+    second = _settings_on_host(db, "container-bbb", monkeypatch)
+    async with await Service.open(second, clock=FakeClock(), uploads=False) as svc:
+        assert svc.registry.get("kimi").state is BreakerState.FORCED_OPEN
+        assert svc.settings.breaker_replica_id == "container-aaa"
+    assert (tmp_path / "data.db.replica-id").read_text().strip() == "container-aaa"
+
+
+async def test_a_database_from_before_the_kept_id_still_restores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the kept id (an older database), the log's one replica is taken."""
+    db = tmp_path / "data.db"
+    first = _settings_on_host(db, "container-aaa", monkeypatch)
+    async with await Service.open(first, clock=FakeClock(), uploads=False) as svc:
+        await svc.registry.get("kimi").force_open("incident 42", "ops")
+    (tmp_path / "data.db.replica-id").unlink()
+    second = _settings_on_host(db, "container-bbb", monkeypatch)
+    async with await Service.open(second, clock=FakeClock(), uploads=False) as svc:
+        assert svc.registry.get("kimi").state is BreakerState.FORCED_OPEN
+
+
+async def test_an_explicit_replica_id_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``BREAKER_REPLICA_ID`` set: used as is, the kept one ignored."""
+    db = tmp_path / "data.db"
+    async with await Service.open(
+        _settings_on_host(db, "aaa", monkeypatch), clock=FakeClock(), uploads=False
+    ) as svc:
+        await svc.registry.get("kimi").force_open("x", "ops")
+    explicit = load_settings(
+        env_file=None,
+        database_url=f"sqlite+aiosqlite:///{db}",
+        breaker_replica_id="node-7",
+    )
+    async with await Service.open(explicit, clock=FakeClock(), uploads=False) as svc:
+        assert svc.registry.get("kimi").state is BreakerState.CLOSED  # node-7's own
+
+
+async def test_shared_postgres_without_a_replica_id_is_refused() -> None:
+    """PostgreSQL in shared scope with no ``BREAKER_REPLICA_ID``: a start-up error."""
+    settings = load_settings(
+        env_file=None,
+        database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        breaker_scope="shared",
+    )
+    with pytest.raises(ConfigError, match="BREAKER_REPLICA_ID must be set"):
+        await Service.open(settings, uploads=False)
