@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -29,18 +30,20 @@ from .breaker.breaker import Judge
 from .breaker.registry import BreakerRegistry, check_scope, scope_resolver
 from .clock import Clock, SystemClock
 from .config import Settings, load_settings, normalize_database_url
-from .errors import ConfigError
+from .errors import ConfigError, EventLogError
 from .events.follower import LogFollower
 from .events.log import EventLog
 from .events.sql import SqlEventLog, create_engine
 from .events.trials import SqlTrialGate
-from .integrity import verify_sqlite
+from .integrity import sqlite_path, verify_sqlite
 from .migrate import SCHEMA_HEAD, current_revision, ensure_schema
 from .providers.base import Provider
 from .providers.catalog import build_providers, http_client_for
 from .replica import check_replica_id, resolve_replica_id
 from .retry.classify import Classifier
 from .tracking import Outbox, OutboxRelay, SupabaseSink
+from .uploads.journal import UploadJournal
+from .uploads.keeper import RecordKeeper
 from .uploads.orchestrator import UploadOrchestrator
 from .uploads.store import MemoryUploadStore, SqlUploadStore, UploadStore
 
@@ -69,6 +72,7 @@ class Service:
         self.providers: dict[str, Provider] = {}
         self.store: UploadStore | None = None
         self.relay: OutboxRelay | None = None
+        self.keeper: RecordKeeper | None = None
         self._orchestrator: UploadOrchestrator | None = None
         self._owns_registry = owns_registry
 
@@ -116,6 +120,7 @@ class Service:
         if uploads:
             try:
                 service._open_uploads(transport)
+                await service._fold_journal()
             except BaseException:
                 await service.aclose()
                 raise
@@ -211,6 +216,7 @@ class Service:
                     "Supabase tracking is off (SUPABASE_URL and SUPABASE_SERVICE_KEY unset): "
                     "uploads are recorded in the local database only"
                 )
+        self.keeper = RecordKeeper(self.store, _journal_for(settings), clock=self.clock)
         self._orchestrator = UploadOrchestrator(
             registry=self.registry,
             providers=self.providers,
@@ -220,6 +226,7 @@ class Service:
             clock=self.clock,
             max_concurrency=settings.upload_max_concurrency,
             relay=self.relay,
+            keeper=self.keeper,
         )
         for name, provider in self.providers.items():
             self.registry.get(name)  # every provider's breaker is listed from the start
@@ -227,6 +234,21 @@ class Service:
                 logger.info(
                     "provider %s unavailable: %s", name, provider.unavailable_reason
                 )
+
+    async def _fold_journal(self) -> None:
+        """Fold uploads journaled by an earlier run, then keep folding in the background."""
+        assert self.keeper is not None
+        try:
+            folded = await self.keeper.fold()
+        except EventLogError as exc:
+            logger.warning(
+                "upload journal not folded at start-up (%s); retrying in the background",
+                exc,
+            )
+        else:
+            if folded and self.relay is not None:
+                self.relay.wake()
+        self.keeper.start()
 
     @property
     def orchestrator(self) -> UploadOrchestrator:
@@ -253,6 +275,8 @@ class Service:
 
     async def aclose(self) -> None:
         """Close in reverse order: relay, HTTP client, registry (flush), database."""
+        if self.keeper is not None:
+            await self.keeper.aclose()
         if self.relay is not None:
             await self.relay.aclose()
             self.relay = None
@@ -298,6 +322,14 @@ def _database_url(url: str) -> str:
         return normalize_database_url(url)
     except ValueError as exc:
         raise ConfigError(str(exc), variable="DATABASE_URL") from None
+
+
+def _journal_for(settings: Settings) -> UploadJournal:
+    """Where uploads go when the database refuses them: next to a SQLite file."""
+    path = sqlite_path(normalize_database_url(settings.database_url))
+    if path is not None:
+        return UploadJournal(path.with_name(path.name + ".uploads-journal"))
+    return UploadJournal(Path("breaker_service.uploads-journal").resolve())
 
 
 def _engine_of(log: EventLog) -> AsyncEngine | None:

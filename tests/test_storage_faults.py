@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from upload_helpers import flaky_server, make_settings, open_orchestrator, write_file
 
 from breaker_service.breaker import BreakerState
 from breaker_service.clock import FakeClock
 from breaker_service.config import Settings, load_settings
 from breaker_service.errors import ConfigError, StorageCorrupt
+from breaker_service.events import sql as sql_module
 from breaker_service.integrity import check_sqlite_file
 from breaker_service.service import Service
+from breaker_service.uploads.keeper import RecordNotSaved
 
 SCRIPT = Path(sys.executable).with_name("breaker-service")
 
@@ -160,3 +165,99 @@ async def test_shared_postgres_without_a_replica_id_is_refused() -> None:
     )
     with pytest.raises(ConfigError, match="BREAKER_REPLICA_ID must be set"):
         await Service.open(settings, uploads=False)
+
+
+@contextlib.contextmanager
+def _exclusive_lock(db: Path) -> Iterator[sqlite3.Connection]:
+    """Another process's ``BEGIN EXCLUSIVE`` on the file, held for the block."""
+    conn = sqlite3.connect(db, isolation_level=None, timeout=30)
+    conn.execute("BEGIN EXCLUSIVE")
+    try:
+        yield conn
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def _upload_rows(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        rows = {r[0] for r in conn.execute("SELECT provider_file_id FROM uploads")}
+    conn.close()
+    return rows
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite gives up on a lock after 0.3 s instead of 5 s (the test stays quick)."""
+    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+
+
+@pytest.mark.usefixtures("short_busy_timeout")
+async def test_a_locked_database_journals_the_upload_and_folds_it_later(
+    tmp_path: Path,
+) -> None:
+    """Provider said yes, database locked: recorded in the journal, folded once free."""
+    db = tmp_path / "uploads.db"
+    with flaky_server("kimi") as kimi:
+        allowed = tmp_path / "allowed"
+        settings = make_settings(
+            allowed, kimi_url=kimi.url, database_url=f"sqlite+aiosqlite:///{db}"
+        )
+        first, second = write_file(allowed / "a.txt"), write_file(allowed / "b.txt")
+        async with open_orchestrator(settings, sql=True) as orchestrator:
+            assert (await orchestrator.upload(first, "kimi")).recorded == "database"
+            with _exclusive_lock(db):
+                journaled = await orchestrator.upload(second, "kimi")
+                assert journaled.recorded == "journal"
+                assert orchestrator.keeper.pending() == 1
+            assert await orchestrator.keeper.fold() == 1
+            assert orchestrator.keeper.pending() == 0
+        assert journaled.provider_file_id in _upload_rows(db)
+        assert kimi.uploaded == 2
+
+
+@pytest.mark.usefixtures("short_busy_timeout")
+async def test_the_journal_is_folded_at_the_next_start(tmp_path: Path) -> None:
+    """A journaled upload reaches the database when the service starts again."""
+    db = tmp_path / "uploads.db"
+    with flaky_server("kimi") as kimi:
+        allowed = tmp_path / "allowed"
+        settings = make_settings(
+            allowed, kimi_url=kimi.url, database_url=f"sqlite+aiosqlite:///{db}"
+        )
+        path = write_file(allowed / "a.txt")
+        async with open_orchestrator(settings, sql=True) as orchestrator:
+            with _exclusive_lock(db):
+                journaled = await orchestrator.upload(path, "kimi")
+            await (
+                orchestrator.keeper.aclose()
+            )  # no background fold: the restart does it
+        assert journaled.provider_file_id not in _upload_rows(db)
+        async with open_orchestrator(settings, sql=True) as orchestrator:
+            again = await orchestrator.upload(path, "kimi")  # deduplicated, not resent
+        assert again.deduplicated
+        assert again.provider_file_id == journaled.provider_file_id
+        assert journaled.provider_file_id in _upload_rows(db)
+        assert kimi.uploaded == 1
+
+
+@pytest.mark.usefixtures("short_busy_timeout")
+async def test_nothing_persisted_says_so_with_the_provider_file_id(
+    tmp_path: Path,
+) -> None:
+    """Database locked and journal unwritable: ``RecordNotSaved`` names the file id."""
+    db = tmp_path / "uploads.db"
+    with flaky_server("kimi") as kimi:
+        allowed = tmp_path / "allowed"
+        settings = make_settings(
+            allowed, kimi_url=kimi.url, database_url=f"sqlite+aiosqlite:///{db}"
+        )
+        path = write_file(allowed / "a.txt")
+        async with open_orchestrator(settings, sql=True) as orchestrator:
+            assert orchestrator.keeper.journal is not None
+            orchestrator.keeper.journal.path = tmp_path / "gone" / "journal"
+            with _exclusive_lock(db), pytest.raises(RecordNotSaved) as caught:
+                await orchestrator.upload(path, "kimi")
+        stored = kimi.state.files  # what the provider holds
+        assert caught.value.result.provider_file_id in stored
+        assert "do not upload it again" in str(caught.value)

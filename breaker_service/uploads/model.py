@@ -25,6 +25,7 @@ class UploadResult:
     providers_tried: tuple[str, ...]
     uploaded_at: float
     deduplicated: bool = False
+    recorded: str = "database"  # where the record is durable: "database" or "journal"
 
     @property
     def fallback(self) -> bool:

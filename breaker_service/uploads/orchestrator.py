@@ -34,6 +34,7 @@ from ..errors import (
     UploadRejected,
 )
 from ..providers.base import Provider, ProviderFile
+from .keeper import RECORDED_IN_DATABASE, RecordKeeper
 from .model import UploadResult
 from .store import UploadStore
 from .validation import ValidatedFile, sha256_of, validate_path
@@ -79,6 +80,7 @@ class UploadOrchestrator:
         clock: Clock | None = None,
         max_concurrency: int = 8,
         relay: OutboxRelay | None = None,
+        keeper: RecordKeeper | None = None,
     ) -> None:
         self.registry = registry
         self.providers = dict(providers)
@@ -88,6 +90,7 @@ class UploadOrchestrator:
         self.clock = clock or SystemClock()
         self.max_concurrency = max_concurrency
         self.relay = relay
+        self.keeper = keeper or RecordKeeper(store, None, clock=self.clock)
         self._closer: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
@@ -224,10 +227,10 @@ class UploadOrchestrator:
                 providers_tried=tuple(tried),
                 uploaded_at=self.clock.time(),
             )
-            await self.store.record(result)
-            if self.relay is not None:
+            recorded = await self.keeper.keep(result)
+            if self.relay is not None and recorded == RECORDED_IN_DATABASE:
                 self.relay.wake()
-            return result
+            return dataclasses.replace(result, recorded=recorded)
         if failures:  # what the last provider we really called said
             raise failures[-1]
         if refusals:  # every usable breaker is open: come back when the first probes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from ..errors import EventLogError
 from .model import UploadResult
 
 __all__ = ["MemoryUploadStore", "SqlUploadStore", "UploadStore"]
@@ -71,6 +72,13 @@ def _row_to_result(m: Any) -> UploadResult:
     )
 
 
+def _storage_error(exc: BaseException, action: str) -> EventLogError:
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return EventLogError(
+        f"upload store {action} failed: {type(exc).__name__}: {first_line[:200]}"
+    )
+
+
 class SqlUploadStore:
     """The ``uploads`` table in the same database as the event log."""
 
@@ -115,19 +123,39 @@ class SqlUploadStore:
 
     async def record(self, result: UploadResult) -> None:
         """Insert the upload row and, with tracking on, its outbox row: one transaction."""
-        from sqlalchemy import insert  # noqa: PLC0415 - SQL stays in SQL adapters
+        from sqlalchemy import insert, select  # noqa: PLC0415 - SQL stays in SQL adapters
+        from sqlalchemy.exc import IntegrityError, SQLAlchemyError  # noqa: PLC0415
 
         from ..schema import uploads  # noqa: PLC0415
         from ..tracking.outbox import insert_with_outbox, outbox_row  # noqa: PLC0415
 
-        async with self.engine.begin() as conn:
-            if self.outbox:
-                row = outbox_row(
-                    result.upload_id, self.tracking_payload(result), result.uploaded_at
-                )
-                await insert_with_outbox(conn, self.row(result), row)
-            else:
-                await conn.execute(insert(uploads).values(**self.row(result)))
+        try:
+            async with self.engine.begin() as conn:
+                if self.outbox:
+                    row = outbox_row(
+                        result.upload_id,
+                        self.tracking_payload(result),
+                        result.uploaded_at,
+                    )
+                    await insert_with_outbox(conn, self.row(result), row)
+                else:
+                    await conn.execute(insert(uploads).values(**self.row(result)))
+        except IntegrityError as exc:
+            # Recording is idempotent by upload id: a journal fold or a retry after a
+            # commit whose answer was lost finds the row already there.
+            try:
+                async with self.engine.connect() as conn:
+                    found = (
+                        await conn.execute(
+                            select(uploads.c.id).where(uploads.c.id == result.upload_id)
+                        )
+                    ).first()
+            except SQLAlchemyError:
+                found = None
+            if found is None:
+                raise _storage_error(exc, "record") from exc
+        except (SQLAlchemyError, OSError) as exc:
+            raise _storage_error(exc, "record") from exc
 
     async def recent_with_tracking(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest uploads with their Supabase tracking status (``off`` without a row)."""
