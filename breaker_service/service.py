@@ -42,6 +42,7 @@ from .providers.catalog import build_providers, http_client_for
 from .replica import check_replica_id, resolve_replica_id
 from .retry.classify import Classifier
 from .tracking import Outbox, OutboxRelay, SupabaseSink
+from .tracking.drain import DeliveryReport, deliver_pending
 from .uploads.journal import UploadJournal
 from .uploads.keeper import RecordKeeper
 from .uploads.orchestrator import UploadOrchestrator
@@ -257,6 +258,12 @@ class Service:
             msg = "this Service was opened with uploads=False"
             raise RuntimeError(msg)
         return self._orchestrator
+
+    async def deliver_tracking(self, within: float) -> DeliveryReport | None:
+        """Deliver pending Supabase rows now, bounded (``None`` with tracking off)."""
+        if self.relay is None:
+            return None
+        return await deliver_pending(self.relay, self.clock, within=within)
 
     async def schema_revision(self) -> str | None:
         """The database's Alembic revision (``None`` without a database)."""

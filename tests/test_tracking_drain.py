@@ -1,0 +1,73 @@
+"""Short-lived processes deliver their tracking before they exit (bounded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tracking_helpers import (
+    SUPABASE_VARIABLES,
+    dead_url,
+    make_files,
+    stub_ids,
+    supabase_server,
+    tracking_settings,
+)
+from upload_helpers import KEY_VARIABLES, flaky_server
+
+from breaker_service.clock import FakeClock
+from breaker_service.service import Service
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Supabase or provider settings leak in from the environment."""
+    for name in (*SUPABASE_VARIABLES, *KEY_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_every_record_is_delivered_before_the_process_ends(
+    tmp_path: Path,
+) -> None:
+    """19 uploads, then a bounded delivery: all 19 in Supabase, none pending."""
+    files = make_files(tmp_path, 19)
+    with (
+        flaky_server() as kimi,
+        supabase_server(tmp_path / "supabase.db") as supabase,
+    ):
+        settings = tracking_settings(
+            tmp_path, kimi_url=kimi.url, supabase_url=supabase.url
+        )
+        async with await Service.open(settings, clock=FakeClock()) as service:
+            items = await service.orchestrator.upload_many(files, concurrency=8)
+            assert all(item.ok for item in items)
+            report = await service.deliver_tracking(within=30)
+        assert report is not None
+        assert report.pending == 0
+        assert len(stub_ids(supabase.stub)) == 19
+
+
+async def test_a_supabase_outage_is_reported_not_waited_out(tmp_path: Path) -> None:
+    """Supabase down: the delivery gives up at its bound and says what remains."""
+    files = make_files(tmp_path, 3)
+    url, _port = dead_url()
+    with flaky_server() as kimi:
+        settings = tracking_settings(tmp_path, kimi_url=kimi.url, supabase_url=url)
+        clock = FakeClock()
+        async with await Service.open(settings, clock=clock) as service:
+            items = await service.orchestrator.upload_many(files)
+            assert all(item.ok for item in items)
+            started = clock.monotonic()
+            report = await service.deliver_tracking(within=5)
+            waited = clock.monotonic() - started
+        assert report is not None
+        assert (report.delivered, report.pending) == (0, 3)
+        assert 5 <= waited < 60
+
+
+async def test_without_tracking_there_is_nothing_to_deliver(tmp_path: Path) -> None:
+    """Tracking off: no relay, no report."""
+    with flaky_server() as kimi:
+        settings = tracking_settings(tmp_path, kimi_url=kimi.url, supabase_url=None)
+        async with await Service.open(settings, clock=FakeClock()) as service:
+            assert await service.deliver_tracking(within=1) is None
