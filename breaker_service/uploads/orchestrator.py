@@ -85,7 +85,15 @@ class UploadOrchestrator:
         self.registry = registry
         self.providers = dict(providers)
         self.store = store
-        self.allowed_dirs = [Path(d).resolve() for d in allowed_dirs]
+        # Resolved (for the real path) and as written (for the lexical check that
+        # comes before the file system is touched); they differ under a symlink.
+        self.allowed_dirs = list(
+            dict.fromkeys(
+                form
+                for d in allowed_dirs
+                for form in (Path(d).resolve(), Path(os.path.abspath(d)))
+            )
+        )
         self.order = [p for p in order if p in self.providers]
         self.clock = clock or SystemClock()
         self.max_concurrency = max_concurrency

@@ -1,9 +1,13 @@
 """Path validation before any network call (the original Batch 4 security rules).
 
-The path is resolved (symlinks followed) and must land inside one of
-``UPLOAD_ALLOWED_DIRS``; it must be a readable, non-empty regular file within the
-size limit. Anything else is ``UploadRejected`` with a reason, and no provider is
-called.
+Containment is decided first, on the path as written (made absolute, ``..``
+folded), before the file system is touched, so a path outside
+``UPLOAD_ALLOWED_DIRS`` gets the same answer whether or not it exists. Then the
+path is resolved (symlinks followed) and must still land inside an allowed
+directory; it must be a readable, non-empty regular file within the size limit.
+Anything else is ``UploadRejected`` with a reason, and no provider is called. What
+is sent is read through ``FileSource`` (``source.py``), which opens the validated
+file once and proves it is still the same file.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ __all__ = ["ValidatedFile", "sha256_of", "validate_path"]
 
 @dataclass(frozen=True, slots=True)
 class ValidatedFile:
-    """A file that passed validation: its real path, name and size."""
+    """A file that passed validation: its real path, name, size and identity."""
 
     path: Path
     filename: str
     size: int
+    device: int = -1  # st_dev at validation (-1: unknown)
+    inode: int = -1  # st_ino at validation
 
 
 def _reject(reason: str, message: str, path: str | os.PathLike[str]) -> UploadRejected:
@@ -45,6 +51,13 @@ def validate_path(
         raise _reject(
             "outside_allowed_dirs", "no UPLOAD_ALLOWED_DIRS are configured", shown
         )
+    written = Path(os.path.abspath(Path(shown).expanduser()))
+    if not _inside(written, allowed_dirs):
+        raise _reject(
+            "outside_allowed_dirs",
+            f"{shown} is outside UPLOAD_ALLOWED_DIRS",
+            shown,
+        )
     try:
         real = Path(shown).expanduser().resolve(strict=True)
     except FileNotFoundError:
@@ -53,7 +66,7 @@ def validate_path(
         raise _reject(
             "invalid_path", f"cannot resolve {shown}: {exc.__class__.__name__}", shown
         ) from None
-    if not any(real == d or real.is_relative_to(d) for d in allowed_dirs):
+    if not _inside(real, allowed_dirs):
         raise _reject(
             "outside_allowed_dirs",
             f"{shown} resolves outside UPLOAD_ALLOWED_DIRS",
@@ -78,7 +91,17 @@ def validate_path(
             f"{shown} is {info.st_size} bytes; the limit is {max_bytes}",
             shown,
         )
-    return ValidatedFile(path=real, filename=real.name, size=info.st_size)
+    return ValidatedFile(
+        path=real,
+        filename=real.name,
+        size=info.st_size,
+        device=info.st_dev,
+        inode=info.st_ino,
+    )
+
+
+def _inside(path: Path, allowed_dirs: list[Path]) -> bool:
+    return any(path == d or path.is_relative_to(d) for d in allowed_dirs)
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
