@@ -13,6 +13,7 @@
     │   ├── ConcurrencyError         another writer took the same breaker version
     │   ├── MalformedEventError      a stored event row cannot be read (names the row)
     │   └── StorageCorrupt           the database file is damaged (names the file)
+    ├── InvalidText                  a reason or actor with control characters, too long
     ├── UnknownProviderError         no provider by that name
     ├── UnknownBreakerError          no breaker by that name
     └── UploadRejected               the file was refused before any network call (reason)
@@ -29,6 +30,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigError",
     "EventLogError",
+    "InvalidText",
     "MalformedEventError",
     "ProviderError",
     "ProviderRejected",
@@ -148,6 +150,14 @@ class StorageCorrupt(EventLogError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class InvalidText(BreakerServiceError, ValueError):
+    """Operator text (a reason, an actor) that cannot be stored: names the field."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UploadRejected(BreakerServiceError):

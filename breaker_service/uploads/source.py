@@ -144,4 +144,3 @@ def _verify(fd: int, file: ValidatedFile, allow_hardlinks: bool) -> None:
         )
         raise UploadRejected(msg, reason="hard_link", path=shown)
     os.set_blocking(fd, True)  # a regular file: plain blocking reads (in threads)
-
