@@ -23,6 +23,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from breaker_service import __version__
 from breaker_service.api import create_app
 from breaker_service.api.auth import SCOPES, mint_token
 from breaker_service.clock import FakeClock
@@ -809,6 +810,7 @@ async def test_openapi_and_docs(service: Service) -> None:
         "/metrics",
     ):
         assert path in schema["paths"], path
+    assert schema["info"]["version"] == __version__
 
 
 async def test_unknown_route_and_method_are_problems(service: Service) -> None:
