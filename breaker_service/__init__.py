@@ -3,6 +3,8 @@
 The public surface is re-exported here; everything else is an implementation detail.
 """
 
+import importlib.metadata
+
 from .breaker import BreakerRegistry, BreakerState, CircuitBreaker, Outcome
 from .clock import Clock, FakeClock, SystemClock
 from .config import ResilienceSettings, Settings, load_settings
@@ -23,7 +25,12 @@ from .events import EventLog, EventQuery, MemoryEventLog, StoredEvent, Transitio
 from .retry import Classification, Classifier, RetryBudget, RetryPolicy, attempts_of
 from .testing import set_testing
 
-__version__ = "0.1.0"
+try:  # the one source of the version is pyproject.toml, via the installed metadata
+    __version__ = importlib.metadata.version("breaker-service")
+except (
+    importlib.metadata.PackageNotFoundError
+):  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BreakerRegistry",

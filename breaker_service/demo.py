@@ -17,12 +17,11 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-from rich.console import Console
 from rich.table import Table
 
+from .cli.render import console, status_table
 from .config import Settings
 from .providers.flaky import (
     FaultConfig,
@@ -34,15 +33,7 @@ from .providers.flaky import (
 
 __all__ = ["run_demo"]
 
-console = Console()
-
 COOLDOWN = 3.0
-COLOURS = {
-    "closed": "green",
-    "open": "red",
-    "half_open": "yellow",
-    "forced_open": "magenta",
-}
 
 
 @contextlib.contextmanager
@@ -72,32 +63,6 @@ def _providers(seed: int) -> Iterator[tuple[str, str, FlakyProvider]]:
         yield kimi_url, glm_url, kimi
 
 
-def _breaker_table(breakers: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
-    for column in (
-        "breaker",
-        "state",
-        "successes",
-        "failures",
-        "rejections",
-        "retry after",
-        "last transition",
-    ):
-        table.add_column(column)
-    for b in breakers:
-        last = b["last_transition"]
-        table.add_row(
-            b["name"],
-            f"[{COLOURS.get(b['state'], 'white')}]{b['state']}[/]",
-            str(b["successes"]),
-            str(b["failures"]),
-            str(b["rejections"]),
-            f"{b['retry_after']:.1f}s" if b["retry_after"] else "-",
-            f"{last['from']} -> {last['to']} ({last['reason']})" if last else "-",
-        )
-    return table
-
-
 async def _uploads(
     client: httpx.AsyncClient, files: list[Path], tally: dict[str, int]
 ) -> None:
@@ -112,6 +77,12 @@ async def _uploads(
             tally["failed"] = tally.get("failed", 0) + 1
 
 
+async def _show_breakers(client: httpx.AsyncClient, title: str) -> None:
+    """The breakers as the service reports them (``GET /breakers``)."""
+    rows = (await client.get("/breakers")).json()["breakers"]
+    console.print(status_table(rows, title))
+
+
 async def _scenario(
     client: httpx.AsyncClient, files: list[Path], kimi: FlakyProvider
 ) -> dict[str, int]:
@@ -123,22 +94,12 @@ async def _scenario(
     tally: dict[str, int] = {}
     console.rule("1. transient faults (15% on kimi, 5% on glm): retries absorb them")
     await _uploads(client, files[:30], tally)
-    console.print(
-        _breaker_table(
-            (await client.get("/breakers")).json()["breakers"],
-            "after phase 1",
-        )
-    )
+    await _show_breakers(client, "after phase 1")
 
     console.rule("2. kimi goes down: its breaker opens, uploads fall back to glm")
     kimi.reconfigure({"down": True})
     await _uploads(client, files[30:50], tally)
-    console.print(
-        _breaker_table(
-            (await client.get("/breakers")).json()["breakers"],
-            "after phase 2",
-        )
-    )
+    await _show_breakers(client, "after phase 2")
 
     console.rule(
         "3. kimi recovers: after the cooldown its breaker half-opens, then closes"
@@ -146,12 +107,7 @@ async def _scenario(
     kimi.reconfigure({"down": False, "error_rate": 0.0})
     await asyncio.sleep(COOLDOWN + 0.2)
     await _uploads(client, files[50:], tally)
-    console.print(
-        _breaker_table(
-            (await client.get("/breakers")).json()["breakers"],
-            "after phase 3",
-        )
-    )
+    await _show_breakers(client, "after phase 3")
 
     events = (
         await client.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -9,7 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from breaker_service import __version__, demo
+from breaker_service.cli.app import COMMANDS
+from breaker_service.cli.parser import build_parser
+from breaker_service.cli.render import status_table
 from breaker_service.migrate import SCHEMA_HEAD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +64,64 @@ def test_python_dash_m(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0
-    assert "breaker-service" in result.stdout
+    assert result.stdout.strip() == f"breaker-service {__version__}"
+
+
+def test_every_command_has_one_runner() -> None:
+    """The dispatch table and the parser name the same commands."""
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(COMMANDS) == set(sub.choices)
+
+
+def test_help_does_not_load_the_heavy_libraries() -> None:
+    """Importing the CLI loads no web, SQL, HTTP or JWT library: ``--help`` stays fast."""
+    heavy = ("fastapi", "sqlalchemy", "alembic", "httpx", "jwt", "uvicorn")
+    probe = (
+        "import sys, breaker_service.cli; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_demo_prints_breakers_with_the_cli_table() -> None:
+    """One status table, one column order, for ``status`` and the demo."""
+    assert vars(demo)["status_table"] is status_table
+    row = {
+        "name": "kimi",
+        "state": "open",
+        "failures": 3,
+        "successes": 7,
+        "rejections": 2,
+        "retry_after": 2.5,
+        "last_transition": {
+            "from": "closed",
+            "to": "open",
+            "reason": "3 consecutive failures",
+        },
+    }
+    console = Console(width=200, record=True)
+    console.print(status_table([row], "after phase 2"))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "name" in line)
+    columns = [c.strip() for c in header.strip("┃│ ").split("┃") if c.strip()]
+    assert columns == [
+        "name",
+        "state",
+        "failures",
+        "successes",
+        "rejections",
+        "retry after",
+        "last transition",
+    ]
+    assert "closed -> open: 3 consecutive failures" in text
+    assert "2.5s" in text
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,49 @@
+"""``/metrics``: Prometheus text, open with ``METRICS_PUBLIC=true``, else ``breakers:read``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from ...errors import EventLogError
+from ...uploads import UploadOrchestrator
+from ..dependencies import MetricsDep, OrchestratorDep, Reader
+from ..metrics import ServiceMetrics
+
+__all__ = ["metrics_router"]
+
+_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def metrics_router(*, public: bool) -> APIRouter:
+    """The ``/metrics`` route, open or behind the ``breakers:read`` scope."""
+    router = APIRouter(tags=["health"])
+    endpoint = metrics_open if public else metrics_protected
+    router.add_api_route("/metrics", endpoint, methods=["GET"], response_class=Response)
+    return router
+
+
+async def metrics_open(metrics: MetricsDep, orchestrator: OrchestratorDep) -> Response:
+    """Prometheus metrics (open: METRICS_PUBLIC=true)."""
+    return await _scrape(metrics, orchestrator)
+
+
+async def metrics_protected(
+    _who: Reader, metrics: MetricsDep, orchestrator: OrchestratorDep
+) -> Response:
+    """Prometheus metrics (needs breakers:read)."""
+    return await _scrape(metrics, orchestrator)
+
+
+async def _scrape(
+    metrics: ServiceMetrics, orchestrator: UploadOrchestrator
+) -> Response:
+    """Refresh the gauges read from the event log and the outbox, then render."""
+    outbox = None
+    if orchestrator.relay is not None:
+        try:
+            outbox = (await orchestrator.relay.status()).as_dict()
+        except EventLogError:
+            outbox = None
+    metrics.refresh(outbox)
+    return Response(metrics.render(), media_type=_MEDIA_TYPE)

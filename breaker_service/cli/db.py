@@ -1,0 +1,49 @@
+"""``db upgrade|current|check``: the database schema, through Alembic."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import Settings
+from .command import EXIT_FAILED, EXIT_OK, async_command
+from .render import console, errors
+
+__all__ = ["db"]
+
+
+@async_command
+async def db(args: argparse.Namespace, settings: Settings) -> int:
+    """Migrate to head, name the current revision, or check models against migrations."""
+    # SQLAlchemy and Alembic take about a second to import: only the commands that
+    # touch the database pay for them.
+    from ..events.sql import create_engine, redact_url  # noqa: PLC0415
+    from ..migrate import (  # noqa: PLC0415
+        SCHEMA_HEAD,
+        check_models_match,
+        current_revision,
+        upgrade,
+    )
+
+    engine = create_engine(settings.database_url)
+    try:
+        if args.action == "upgrade":
+            await upgrade(engine)
+            console.print(f"{redact_url(settings.database_url)}: at {SCHEMA_HEAD}")
+            return EXIT_OK
+        current = await current_revision(engine)
+        if args.action == "current":
+            console.print(current or "empty (no revision)")
+            return EXIT_OK
+        if current != SCHEMA_HEAD:
+            errors.print(
+                f"database is at {current or 'nothing'}, head is {SCHEMA_HEAD}"
+            )
+            return EXIT_FAILED
+        diff = await check_models_match(engine)
+        if diff:
+            errors.print(f"models and database differ: {diff}")
+            return EXIT_FAILED
+        console.print(f"up to date at {SCHEMA_HEAD}; models and migrations agree")
+        return EXIT_OK
+    finally:
+        await engine.dispose()

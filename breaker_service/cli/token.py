@@ -1,0 +1,23 @@
+"""``token --sub S --scope SCOPE [--ttl 1h]``: a JWT for local use."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import Settings
+from .command import EXIT_OK
+
+__all__ = ["token"]
+
+
+def token(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a token signed with the configured key."""
+    # PyJWT and cryptography take about half a second to import.
+    from ..api.auth import mint_token, parse_ttl  # noqa: PLC0415
+
+    print(
+        mint_token(
+            settings, subject=args.sub, scopes=args.scope, ttl=parse_ttl(args.ttl)
+        )
+    )
+    return EXIT_OK
