@@ -287,6 +287,7 @@ class Settings(ResilienceSettings, BaseSettings):
     metrics_public: bool = True
     service_host: str = "127.0.0.1"
     service_port: int = Field(8080, ge=0, le=65535)
+    service_shutdown_delivery_seconds: float = Field(10.0, ge=0, le=600)
     upload_spool_dir: str | None = None
 
     @model_validator(mode="after")

@@ -12,7 +12,8 @@
     ├── EventLogError                the event store failed or holds bad data
     │   ├── ConcurrencyError         another writer took the same breaker version
     │   ├── MalformedEventError      a stored event row cannot be read (names the row)
-    │   └── StorageCorrupt           the database file is damaged (names the file)
+    │   ├── StorageCorrupt           the database file is damaged (names the file)
+    │   └── NotDurable               an operator action applied in memory, not yet saved
     ├── InvalidText                  a reason or actor with control characters, too long
     ├── UnknownProviderError         no provider by that name
     ├── UnknownBreakerError          no breaker by that name
@@ -32,6 +33,7 @@ __all__ = [
     "EventLogError",
     "InvalidText",
     "MalformedEventError",
+    "NotDurable",
     "ProviderError",
     "ProviderRejected",
     "ProviderTimeout",
@@ -150,6 +152,18 @@ class StorageCorrupt(EventLogError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class NotDurable(EventLogError):
+    """An operator action took effect in memory but could not be written to the log.
+
+    The state stays (fail-safe); it is written when the store answers, and lost if
+    the process stops first. ``status`` is the breaker's state after the action.
+    """
+
+    def __init__(self, message: str, *, status: dict[str, object]) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class InvalidText(BreakerServiceError, ValueError):

@@ -74,9 +74,10 @@ async def test_readyz_is_503_while_the_event_log_is_degraded(
             json={"reason": "store outage drill"},
             headers=service.auth(),
         )
-        assert response.status_code == 200, response.text
-        # applied in memory, queued for the log
-        assert response.json()["state"] == "forced_open"
+        # applied in memory (fail-safe), queued for the log, and said so: 503
+        assert response.status_code == 503, response.text
+        assert response.json()["durable"] is False
+        assert response.json()["breaker"]["state"] == "forced_open"
         ready = await service.client.get("/readyz")
         assert ready.status_code == 503, ready.text
         body = ready.json()

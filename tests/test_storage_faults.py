@@ -261,3 +261,27 @@ async def test_nothing_persisted_says_so_with_the_provider_file_id(
         stored = kimi.state.files  # what the provider holds
         assert caught.value.result.provider_file_id in stored
         assert "do not upload it again" in str(caught.value)
+
+
+def test_cli_force_open_that_cannot_be_saved_exits_1(tmp_path: Path) -> None:
+    """``force-open`` while another process locks the database: exit 1, says NOT saved."""
+    db = tmp_path / "cli.db"
+    asyncio.run(_write_some_history(db))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RETRY_", "CIRCUIT_", "RESILIENCE_", "DATABASE_"))
+    }
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
+    with _exclusive_lock(db):
+        result = subprocess.run(
+            [str(SCRIPT), "force-open", "kimi", "--reason", "incident"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "NOT saved" in result.stderr

@@ -15,6 +15,7 @@ from tracking_helpers import (
 )
 from upload_helpers import KEY_VARIABLES, flaky_server
 
+from breaker_service.api import create_app
 from breaker_service.clock import FakeClock
 from breaker_service.service import Service
 
@@ -71,3 +72,31 @@ async def test_without_tracking_there_is_nothing_to_deliver(tmp_path: Path) -> N
         settings = tracking_settings(tmp_path, kimi_url=kimi.url, supabase_url=None)
         async with await Service.open(settings, clock=FakeClock()) as service:
             assert await service.deliver_tracking(within=1) is None
+
+
+async def test_serve_delivers_pending_tracking_on_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows backing off when the service stops are delivered before it closes."""
+    monkeypatch.setenv("CIRCUIT_BREAKER_FAILURE_THRESHOLD__SUPABASE", "1000")
+    files = make_files(tmp_path, 5)
+    with (
+        flaky_server() as kimi,
+        supabase_server(tmp_path / "supabase.db") as supabase,
+    ):
+        supabase.stub.fail_status = 503
+        supabase.stub.fail_times = 6
+        settings = tracking_settings(
+            tmp_path,
+            kimi_url=kimi.url,
+            supabase_url=supabase.url,
+            auth_disabled=True,
+            outbox_interval=3600,
+        )
+        app = create_app(settings, clock=FakeClock())
+        async with app.router.lifespan_context(app):
+            orchestrator = app.state.orchestrator
+            items = await orchestrator.upload_many(files)
+            assert all(item.ok for item in items)
+        tracked = stub_ids(supabase.stub)
+    assert len(tracked) == 5

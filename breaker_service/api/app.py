@@ -2,8 +2,9 @@
 
 ``create_app(settings)`` builds the app and checks the configuration (it refuses
 to start without a token key unless ``AUTH_DISABLED=true``); ``lifespan`` opens the
-registry (replaying the event log), the HTTP client, the providers, the upload
-store and the Supabase relay, and closes them on shutdown. Routes live in
+composition root (``Service``: the registry replayed from the event log, the HTTP
+client, the providers, the upload store, the journal and the Supabase relay),
+delivers pending tracking rows (bounded) on shutdown and closes it. Routes live in
 ``api.routes`` and get those resources through ``api.dependencies``. Nothing is
 created at import time.
 """
@@ -21,7 +22,8 @@ from fastapi import FastAPI
 from .. import __version__
 from ..clock import Clock
 from ..config import Settings, load_settings
-from ..uploads import UploadOrchestrator
+from ..errors import EventLogError
+from ..service import Service
 from .auth import TokenVerifier
 from .dashboard import dashboard_router
 from .metrics import ServiceMetrics
@@ -80,13 +82,26 @@ async def lifespan(
         logger.warning(
             "AUTH IS DISABLED (AUTH_DISABLED=true): every request is an admin. Local use only."
         )
-    orchestrator = await UploadOrchestrator.open(
-        settings, clock=clock, transport=transport
-    )
-    app.state.orchestrator = orchestrator
-    app.state.registry = orchestrator.registry
-    app.state.metrics = ServiceMetrics(orchestrator.registry)
+    service = await Service.open(settings, clock=clock, transport=transport)
+    app.state.service = service
+    app.state.orchestrator = service.orchestrator
+    app.state.registry = service.registry
+    app.state.metrics = ServiceMetrics(service.registry)
     try:
         yield
     finally:
-        await orchestrator.aclose()
+        try:
+            report = await service.deliver_tracking(
+                within=settings.service_shutdown_delivery_seconds
+            )
+            if report is not None and report.pending:
+                logger.warning(
+                    "shutdown: %d tracking rows still pending (delivered %d now); "
+                    "the next start delivers them",
+                    report.pending,
+                    report.delivered,
+                )
+        except EventLogError as exc:
+            logger.warning("shutdown: tracking not delivered: %s", exc)
+        finally:
+            await service.aclose()

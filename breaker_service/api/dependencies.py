@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..breaker import BreakerRegistry
 from ..config import Settings
+from ..service import Service
 from ..uploads import UploadOrchestrator
 from .auth import Principal, TokenVerifier
 from .metrics import ServiceMetrics
@@ -25,11 +26,13 @@ __all__ = [
     "OrchestratorDep",
     "Reader",
     "RegistryDep",
+    "ServiceDep",
     "SettingsDep",
     "Writer",
     "get_metrics",
     "get_orchestrator",
     "get_registry",
+    "get_service",
     "get_settings",
     "get_verifier",
     "requires",
@@ -46,6 +49,12 @@ def get_verifier(request: Request) -> TokenVerifier:
     """The bearer-token checker built from the settings."""
     verifier: TokenVerifier = request.app.state.verifier
     return verifier
+
+
+def get_service(request: Request) -> Service:
+    """The composition root (opened by the lifespan)."""
+    service: Service = request.app.state.service
+    return service
 
 
 def get_registry(request: Request) -> BreakerRegistry:
@@ -67,6 +76,7 @@ def get_metrics(request: Request) -> ServiceMetrics:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[Service, Depends(get_service)]
 RegistryDep = Annotated[BreakerRegistry, Depends(get_registry)]
 OrchestratorDep = Annotated[UploadOrchestrator, Depends(get_orchestrator)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]

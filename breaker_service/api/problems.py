@@ -19,6 +19,8 @@ from ..errors import (
     CircuitOpenError,
     ConfigError,
     EventLogError,
+    InvalidText,
+    NotDurable,
     ProviderError,
     ProviderRejected,
     ProviderTimeout,
@@ -26,6 +28,7 @@ from ..errors import (
     UnknownProviderError,
     UploadRejected,
 )
+from ..uploads.keeper import RecordNotSaved
 from .auth import AuthError
 
 __all__ = ["PROBLEM_STATUS", "InvalidQuery", "install_problem_handlers", "problem"]
@@ -45,6 +48,9 @@ PROBLEM_STATUS: dict[type[BaseException], tuple[int, str]] = {
     UnknownBreakerError: (404, "unknown-breaker"),
     UploadRejected: (422, "upload-rejected"),
     InvalidQuery: (422, "invalid-request"),
+    InvalidText: (422, "invalid-request"),
+    RecordNotSaved: (503, "record-not-saved"),
+    NotDurable: (503, "not-durable"),
     ProviderTimeout: (504, "upstream-timeout"),
     ProviderRejected: (502, "upstream-rejected"),
     ProviderError: (502, "upstream-unavailable"),
@@ -101,6 +107,22 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     elif isinstance(exc, CircuitOpenError):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         extra = {"breaker": exc.breaker, "retry_after": round(exc.retry_after, 3)}
+    elif isinstance(exc, RecordNotSaved):
+        # The provider has the file: the id lets a careful client avoid a second copy.
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        extra = {
+            "provider": exc.result.provider,
+            "provider_file_id": exc.result.provider_file_id,
+            "upload_id": exc.result.upload_id,
+            "recorded": "not saved",
+        }
+    elif isinstance(exc, NotDurable):
+        headers["Retry-After"] = "5"
+        extra = {"applied_in_memory": True, "durable": False, "breaker": exc.status}
+    elif isinstance(exc, EventLogError):
+        headers["Retry-After"] = "5"
+    elif isinstance(exc, InvalidText):
+        extra = {"field": exc.field}
     elif isinstance(exc, UploadRejected):
         status = _UPLOAD_REASON_STATUS.get(exc.reason, status)
         extra = {"reason": exc.reason}

@@ -31,6 +31,7 @@ from ..events.model import (
 )
 from ..events.recorder import EventRecorder
 from ..retry.classify import Classifier
+from ..text import MAX_ACTOR, MAX_REASON, checked_text
 from .core import BreakerCore
 from .machine import TRIGGER_FOR, BreakerMachine, trigger_for
 from .state import BreakerState, Outcome
@@ -142,6 +143,7 @@ class CircuitBreaker(BreakerCore):
         self._probe_at = 0.0
         self._trials: dict[int, float] = {}
         self._trial_seq = 0
+        self.last_transition_durable = False  # did the last transition reach the log?
         self._gate = trial_gate
         self._leases: dict[int, Any] = {}
         self.stream = stream or name
@@ -525,9 +527,10 @@ class CircuitBreaker(BreakerCore):
                 actor=actor,
                 open_timeout=self._open_timeout_for(frm) if to is _OPEN else None,
             )
+            self.last_transition_durable = False
             if self._recorder is not None:
                 try:
-                    await self._recorder.commit_transition(record)
+                    durable = await self._recorder.commit_transition(record)
                 except ConcurrencyError:
                     if self._reload is not None:
                         await self._reload(self)
@@ -536,6 +539,7 @@ class CircuitBreaker(BreakerCore):
                     # it, or every retry would collide with it again, forever.
                     self._version = max(self._version, record.version)
                     return False
+                self.last_transition_durable = durable
             self._record = record
             await self._machine.fire(trigger)
             return True
@@ -564,17 +568,30 @@ class CircuitBreaker(BreakerCore):
 
     # -- operator actions --------------------------------------------------------------
 
-    async def force_open(self, reason: str, actor: str | None = None) -> None:
-        """Reject every call until ``reset``; recorded with reason and actor."""
-        await self._transition(_FORCED_OPEN, reason, actor, trigger="force_open")
+    async def force_open(self, reason: str, actor: str | None = None) -> bool:
+        """Reject every call until ``reset``; recorded with reason and actor.
 
-    async def reset(self, reason: str, actor: str | None = None) -> None:
-        """Back to CLOSED with counters cleared; recorded with reason and actor."""
-        await self._transition(_CLOSED, reason, actor, trigger="reset")
+        Returns whether the transition is durable in the event log (``False``: it
+        applies in memory and is written when the store answers).
+        """
+        return await self._operator_action(_FORCED_OPEN, reason, actor, "force_open")
 
-    async def disable(self, reason: str, actor: str | None = None) -> None:
+    async def reset(self, reason: str, actor: str | None = None) -> bool:
+        """Back to CLOSED with counters cleared; recorded; ``True`` once durable."""
+        return await self._operator_action(_CLOSED, reason, actor, "reset")
+
+    async def disable(self, reason: str, actor: str | None = None) -> bool:
         """Metrics-only: calls always pass, outcomes are still recorded."""
-        await self._transition(_DISABLED, reason, actor, trigger="disable")
+        return await self._operator_action(_DISABLED, reason, actor, "disable")
+
+    async def _operator_action(
+        self, to: BreakerState, reason: str, actor: str | None, trigger: str
+    ) -> bool:
+        checked_text(reason, "reason", limit=MAX_REASON)
+        if actor is not None:
+            checked_text(actor, "actor", limit=MAX_ACTOR)
+        await self._transition(to, reason, actor, trigger=trigger)
+        return self.last_transition_durable
 
     async def tick(self) -> None:
         """Apply time-driven moves now (cooldown over, stuck trial) instead of on the next call."""

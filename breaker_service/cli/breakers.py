@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from ..breaker import CircuitBreaker
 from ..config import Settings
 from ..errors import ConfigError
-from .command import EXIT_OK, async_command, open_registry
-from .render import console, events_table, print_json, status_table
+from .command import EXIT_FAILED, EXIT_OK, async_command, open_registry
+from .render import console, errors, events_table, print_json, status_table
 
 __all__ = ["events", "force_open", "reset", "status"]
 
-ManualAction = Callable[[CircuitBreaker, str, str], Awaitable[None]]
+ManualAction = Callable[[CircuitBreaker, str, str | None], Awaitable[bool]]
 """An operator action: ``CircuitBreaker.force_open`` or ``CircuitBreaker.reset``."""
 
 
@@ -67,7 +67,14 @@ async def _manual(
     """Apply an operator action with its reason and actor, then print the new state."""
     async with open_registry(settings) as registry:
         breaker = registry.get(args.name)
-        await action(breaker, args.reason, args.actor)
+        durable = await action(breaker, args.reason, args.actor)
+        if not durable:
+            errors.print(
+                f"{args.name}: {breaker.state.value} was NOT saved: the event log "
+                "could not write it (this process exits, so it is lost); check the "
+                "database and try again"
+            )
+            return EXIT_FAILED
         console.print(f"{args.name}: {breaker.state.value}")
     return EXIT_OK
 

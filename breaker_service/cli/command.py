@@ -47,5 +47,8 @@ def async_command(body: AsyncBody) -> Command:
 @asynccontextmanager
 async def open_registry(settings: Settings) -> AsyncIterator[BreakerRegistry]:
     """The registry replayed from the configured event log, flushed and closed after."""
-    async with await BreakerRegistry.open(settings=settings) as registry:
-        yield registry
+    # The composition root pulls in SQLAlchemy: only commands that need it pay.
+    from ..service import Service  # noqa: PLC0415
+
+    async with await Service.open(settings, uploads=False) as service:
+        yield service.registry

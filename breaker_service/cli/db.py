@@ -16,16 +16,33 @@ async def db(args: argparse.Namespace, settings: Settings) -> int:
     """Migrate to head, name the current revision, or check models against migrations."""
     # SQLAlchemy and Alembic take about a second to import: only the commands that
     # touch the database pay for them.
-    from ..events.sql import create_engine, redact_url  # noqa: PLC0415
+    from ..events.sql import redact_url  # noqa: PLC0415
+    from ..integrity import check_sqlite_file, sqlite_path  # noqa: PLC0415
     from ..migrate import (  # noqa: PLC0415
         SCHEMA_HEAD,
         check_models_match,
         current_revision,
         upgrade,
     )
+    from ..service import database_engine  # noqa: PLC0415
 
-    engine = create_engine(settings.database_url)
-    try:
+    if args.action == "check":
+        path = sqlite_path(settings.database_url)
+        if path is not None:
+            problems = check_sqlite_file(path, timeout=600.0)
+            if problems is None:
+                errors.print(f"{path}: integrity check did not finish in 600 s")
+                return EXIT_FAILED
+            if problems:
+                for problem in problems:
+                    errors.print(f"{path}: {problem}")
+                errors.print(
+                    f"{path} is damaged: restore it from a backup (or try "
+                    "`sqlite3 FILE .recover`)"
+                )
+                return EXIT_FAILED
+            console.print(f"{path}: integrity ok")
+    async with database_engine(settings) as engine:
         if args.action == "upgrade":
             await upgrade(engine)
             console.print(f"{redact_url(settings.database_url)}: at {SCHEMA_HEAD}")
@@ -45,5 +62,3 @@ async def db(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_FAILED
         console.print(f"up to date at {SCHEMA_HEAD}; models and migrations agree")
         return EXIT_OK
-    finally:
-        await engine.dispose()

@@ -87,6 +87,13 @@ def _add_upload(sub: Subcommands) -> None:
         "--force", action="store_true", help="upload even if already uploaded"
     )
     upload.add_argument("--json", action="store_true", help="print JSON")
+    upload.add_argument(
+        "--tracking-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deliver pending Supabase tracking for up to this long before exiting",
+    )
 
 
 def _add_flaky_provider(sub: Subcommands) -> None:
@@ -141,9 +148,21 @@ def _add_token(sub: Subcommands) -> None:
 
 
 def _add_outbox(sub: Subcommands) -> None:
-    outbox = sub.add_parser("outbox", help="Supabase tracking outbox: status, redrive")
+    outbox = sub.add_parser(
+        "outbox", help="Supabase tracking outbox: status, redrive, deliver"
+    )
     outbox.add_argument(
         "--redrive", action="store_true", help="put failed rows back to pending"
+    )
+    outbox.add_argument(
+        "--deliver", action="store_true", help="deliver pending rows now, then report"
+    )
+    outbox.add_argument(
+        "--tracking-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --deliver: how long to keep delivering",
     )
     outbox.add_argument("--json", action="store_true", help="print JSON")
 

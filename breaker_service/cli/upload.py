@@ -16,10 +16,11 @@ __all__ = ["upload"]
 @async_command
 async def upload(args: argparse.Namespace, settings: Settings) -> int:
     """Upload every path; exit 1 unless all of them were uploaded."""
-    # httpx, the providers and the SQL store: slow to import, unused by other commands.
-    from ..uploads import UploadOrchestrator  # noqa: PLC0415
+    # The composition root (httpx, providers, SQL): slow to import, only used here.
+    from ..service import Service  # noqa: PLC0415
 
-    async with await UploadOrchestrator.open(settings) as orchestrator:
+    async with await Service.open(settings) as service:
+        orchestrator = service.orchestrator
         with Progress(console=errors, transient=True, disable=args.json) as bar:
             task = bar.add_task("uploading", total=len(args.paths))
             items = await orchestrator.upload_many(
@@ -30,6 +31,7 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
                 force=args.force,
                 progress=lambda done, _total, _item: bar.update(task, completed=done),
             )
+        delivery = await service.deliver_tracking(within=args.tracking_timeout)
     if args.json:
         print_json(
             [
@@ -47,4 +49,16 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
     else:
         console.print(uploads_table(items))
         console.print(f"{sum(i.ok for i in items)}/{len(items)} uploaded")
+    if delivery is not None:
+        line = (
+            f"tracking: {delivery.delivered} delivered now, "
+            f"{delivery.pending} pending, {delivery.failed} failed"
+        )
+        if delivery.pending or delivery.failed:
+            errors.print(
+                f"warning: {line}; they are delivered by the next process that runs "
+                "a relay (or `breaker-service outbox --deliver`)"
+            )
+        elif not args.json:
+            console.print(line)
     return EXIT_OK if all(i.ok for i in items) else EXIT_FAILED

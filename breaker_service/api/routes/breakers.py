@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ...breaker import BreakerRegistry, CircuitBreaker
-from ...errors import UnknownBreakerError
+from ...errors import NotDurable, UnknownBreakerError
+from ...text import MAX_REASON, checked_text
 from ...uploads import UploadOrchestrator
 from ..auth import Principal
 from ..dependencies import Admin, OrchestratorDep, Reader, RegistryDep
@@ -24,14 +25,19 @@ __all__ = ["Reason", "router"]
 
 router = APIRouter(tags=["breakers"])
 
-ManualAction = Callable[[CircuitBreaker, str, str], Awaitable[None]]
+ManualAction = Callable[[CircuitBreaker, str, str | None], Awaitable[bool]]
 """An operator action: ``CircuitBreaker.force_open`` or ``CircuitBreaker.reset``."""
 
 
 class Reason(BaseModel):
     """Why an operator acts; recorded in the audit log."""
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+
+    @field_validator("reason")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        return checked_text(value, "reason", limit=MAX_REASON)
 
 
 @router.get("/breakers")
@@ -148,7 +154,13 @@ async def _act(
     """Apply an operator action to a breaker (or a configured provider's) as ``who``."""
     _known_breaker(registry, name, orchestrator=orchestrator)
     breaker = registry.get(name)
-    await action(breaker, reason.reason, who.subject)
+    if not await action(breaker, reason.reason, who.subject):
+        msg = (
+            f"{name} is {breaker.state.value} in memory, but the event log could not "
+            "save it: it is written when the database answers, and lost on a restart "
+            "before that"
+        )
+        raise NotDurable(msg, status=breaker.status())
     return breaker.status()
 
 

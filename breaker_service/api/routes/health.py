@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ...errors import EventLogError
-from ..dependencies import OrchestratorDep, RegistryDep, SettingsDep
+from ..dependencies import OrchestratorDep, RegistryDep, ServiceDep, SettingsDep
 
 __all__ = ["router"]
 
@@ -23,24 +23,30 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(
-    settings: SettingsDep, registry: RegistryDep, orchestrator: OrchestratorDep
+    settings: SettingsDep,
+    service: ServiceDep,
+    registry: RegistryDep,
+    orchestrator: OrchestratorDep,
 ) -> JSONResponse:
     """Database reachable, schema at head, event log and outbox healthy (503 otherwise)."""
-    # SQLAlchemy (~0.8 s to import) is loaded only when the event log is SQL.
-    from ...migrate import SCHEMA_HEAD, current_revision  # noqa: PLC0415
-
     problems: list[str] = []
     body: dict[str, Any] = {"auth_disabled": settings.auth_disabled}
     try:
         await registry.ping()
-        engine = getattr(registry.log, "engine", None)
-        if engine is not None:
-            revision = await current_revision(engine)
-            body["schema"] = revision
-            if revision != SCHEMA_HEAD:
-                problems.append(f"schema at {revision}, expected {SCHEMA_HEAD}")
+        body["schema"] = await service.schema_revision()
+        mismatch = await service.schema_problem()
+        if mismatch is not None:
+            problems.append(mismatch)
     except EventLogError as exc:
         problems.append(f"database unreachable: {exc}")
+    body["integrity"] = "checked at start-up" if service.engine is not None else None
+    if service.keeper is not None:
+        journaled = service.keeper.pending()
+        body["upload_journal"] = {"pending": journaled}
+        if journaled:
+            problems.append(
+                f"{journaled} upload record(s) wait in the journal for the database"
+            )
     health = registry.health()
     body["event_log"] = health
     if health["degraded"]:
