@@ -12,6 +12,7 @@ Real time throughout: the breaker's cooldown is 300 s, far longer than the test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -442,3 +443,70 @@ def test_serve_refuses_to_start_without_a_usable_key(
     assert "BREAKER_SERVICE_JWT_SECRET" in lines[0]
     assert "Traceback" not in result.stderr
     assert not (deployment.tmp_path / "service.db").exists()  # refused before opening
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _hostile_post(port: int, path: str, content_type: str, total: int) -> bytes:
+    """Send headers for a ``total``-byte body, then body bytes until the server answers."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {total}\r\n\r\n"
+    ).encode()
+    chunk = b"0" * (1 << 20)
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        sock.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 30
+        while sent < total and time.monotonic() < deadline:
+            with contextlib.suppress(BlockingIOError):
+                answer += sock.recv(65536)
+            if answer:
+                break
+            try:
+                sent += sock.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.005)
+            except OSError:
+                break
+        sock.setblocking(True)
+        sock.settimeout(5)
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in answer and (more := sock.recv(65536)):
+                answer += more
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        pytest.param("/uploads", "multipart/form-data; boundary=x", id="multipart"),
+        pytest.param("/uploads/by-path", "application/json", id="json"),
+    ],
+)
+def test_unauthenticated_200mb_bodies_cost_nothing(
+    deployment: Deployment, path: str, content_type: str
+) -> None:
+    """A real server: 401 for 200 MB without a token, RSS growth < 20 MB, nothing spooled."""
+    spool = deployment.tmp_path / "tmp"
+    spool.mkdir()
+    deployment.env["TMPDIR"] = str(spool)
+    service = deployment.serve()
+    before = _rss_kib(service.process.pid)
+    port = int(str(service.client.base_url).rsplit(":", 1)[1].rstrip("/"))
+    answer = _hostile_post(port, path, content_type, 200 * (1 << 20))
+    grown = _rss_kib(service.process.pid) - before
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert grown < 20 * 1024, f"RSS grew by {grown} KiB"
+    assert list(spool.iterdir()) == []
+    assert not list((deployment.files / ".spool").glob("**/*.*"))
+    with service.client:
+        assert service.client.get("/healthz").status_code == 200
+    service.stop(signal.SIGTERM)

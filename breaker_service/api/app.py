@@ -26,6 +26,7 @@ from ..errors import EventLogError
 from ..service import Service
 from .auth import TokenVerifier
 from .dashboard import dashboard_router
+from .guard import BodyGuard, GuardRule
 from .metrics import ServiceMetrics
 from .problems import install_problem_handlers
 from .routes import breakers_router, health_router, metrics_router, uploads_router
@@ -62,7 +63,31 @@ def create_app(
     app.include_router(uploads_router)
     app.include_router(metrics_router(public=settings.metrics_public))
     app.include_router(dashboard_router(settings))
+    app.add_middleware(
+        BodyGuard,
+        verifier=verifier,
+        rules=guard_rules(settings),
+        default_limit=SMALL_BODY,
+    )
     return app
+
+
+SMALL_BODY = 16 * 1024  # JSON bodies: a path, a reason, a few flags
+_MULTIPART_MARGIN = 64 * 1024  # form fields and part headers around the file
+
+
+def guard_rules(settings: Settings) -> list[GuardRule]:
+    """Scope and body limit of every route that takes a body."""
+    largest = max(
+        [settings.kimi_max_bytes, settings.glm_max_bytes]
+        + [p.max_bytes for p in settings.openai_compat_providers]
+    )
+    return [
+        GuardRule("POST", "/uploads", "uploads:write", largest + _MULTIPART_MARGIN),
+        GuardRule("POST", "/uploads/by-path", "uploads:write", SMALL_BODY),
+        GuardRule("POST", "/breakers/[^/]+/force-open", "breakers:admin", SMALL_BODY),
+        GuardRule("POST", "/breakers/[^/]+/reset", "breakers:admin", SMALL_BODY),
+    ]
 
 
 @asynccontextmanager

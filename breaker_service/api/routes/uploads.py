@@ -68,8 +68,8 @@ async def upload_file(  # noqa: PLR0917 - FastAPI reads form fields from the sig
     orchestrator: OrchestratorDep,
     metrics: MetricsDep,
     file: Annotated[UploadFile, File()],
-    provider: Annotated[str | None, Form()] = None,
-    purpose: Annotated[str | None, Form()] = None,
+    provider: Annotated[str | None, Form(max_length=100)] = None,
+    purpose: Annotated[str | None, Form(max_length=100)] = None,
 ) -> dict[str, Any]:
     """Upload a file sent in the request: spooled inside the allowed directory first."""
     folder = Path(
