@@ -9,12 +9,18 @@
     │   ├── ProviderTimeout          no answer in time (transient)
     │   ├── ProviderUnavailable      transport error, 429 or 5xx (transient, retry_after)
     │   └── ProviderRejected         the request itself was refused: 4xx, quota (permanent)
-    ├── EventLogError                the event store failed or holds bad data
-    │   ├── ConcurrencyError         another writer took the same breaker version
-    │   └── MalformedEventError      a stored event row cannot be read (names the row)
+    ├── StorageError                 the local database failed (uploads, outbox, any table)
+    │   └── EventLogError            the event store failed or holds bad data
+    │       ├── ConcurrencyError     another writer took the same breaker version
+    │       └── MalformedEventError  a stored event row cannot be read (names the row)
     ├── UnknownProviderError         no provider by that name
     ├── UnknownBreakerError          no breaker by that name
     └── UploadRejected               the file was refused before any network call (reason)
+
+Database errors (SQLAlchemy, the DBAPI drivers, the network) are translated into
+``StorageError`` or ``EventLogError`` at one point, ``events.sql_errors``; none escapes
+raw. The event log, the trial gate, the outbox and migrations raise ``EventLogError``
+(as they always have); the upload store raises ``StorageError``.
 
 A retry that gives up re-raises the last error itself, never a wrapper; the number
 of attempts made is on the exception as ``attempts`` (see ``retry.attempts_of``).
@@ -33,6 +39,7 @@ __all__ = [
     "ProviderRejected",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "StorageError",
     "UnknownBreakerError",
     "UnknownProviderError",
     "UploadRejected",
@@ -124,7 +131,11 @@ class ProviderRejected(ProviderError):
     """A permanent failure: the request was refused (4xx, exhausted quota, bad key)."""
 
 
-class EventLogError(BreakerServiceError):
+class StorageError(BreakerServiceError):
+    """The local database could not be read or written (any table, any backend)."""
+
+
+class EventLogError(StorageError):
     """The event store could not be read or written."""
 
 
