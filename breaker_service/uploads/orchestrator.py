@@ -34,8 +34,10 @@ from ..errors import (
     UploadRejected,
 )
 from ..providers.base import Provider, ProviderFile
+from .memory_store import MemoryUploadStore
 from .model import UploadResult
-from .store import MemoryUploadStore, SqlUploadStore, UploadStore
+from .sql_store import SqlUploadStore
+from .store import UploadStore
 from .validation import ValidatedFile, sha256_of, validate_path
 
 if TYPE_CHECKING:
