@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..errors import StorageError
 from .model import UploadResult
 
@@ -19,12 +21,15 @@ class MemoryUploadStore:
         self._ids: set[str] = set()
 
     async def record(self, result: UploadResult) -> None:
-        """Append; an ``upload_id`` already recorded is a ``StorageError``."""
+        """Append; an ``upload_id`` already recorded is a ``StorageError``.
+
+        ``deduplicated`` describes an answer, not the upload: it is not kept.
+        """
         if result.upload_id in self._ids:
             msg = f"upload {result.upload_id} is already recorded"
             raise StorageError(msg)
         self._ids.add(result.upload_id)
-        self.results.append(result)
+        self.results.append(dataclasses.replace(result, deduplicated=False))
 
     async def find(self, sha256: str, provider: str) -> UploadResult | None:
         """The newest upload of this content to this provider."""
