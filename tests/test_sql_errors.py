@@ -238,13 +238,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(params=["sqlite-missing-directory", "postgres-refused"])
+@pytest.fixture(params=["sqlite-not-a-database", "postgres-refused"])
 async def unreachable(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[AsyncEngine]:
-    """An engine on a database that cannot be opened: a missing directory, a closed port."""
-    if request.param == "sqlite-missing-directory":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'breakers.db'}"
+    """An engine on a database that cannot be used: a file of garbage, a closed port."""
+    if request.param == "sqlite-not-a-database":
+        # (A missing directory fails too, but leaves aiosqlite's thread answering a
+        # loop that may be closed by then.)
+        garbage = tmp_path / "breakers.db"
+        garbage.write_bytes(b"this is not an SQLite database\n" * 200)
+        url = f"sqlite+aiosqlite:///{garbage}"
     else:
         url = f"postgresql+asyncpg://u:p@127.0.0.1:{free_port()}/breakers"
     engine = create_engine(url)
