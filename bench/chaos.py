@@ -59,8 +59,11 @@ from breaker_service.migrate import ensure_schema
 from breaker_service.providers.base import ProviderFile
 from breaker_service.providers.catalog import http_client_for
 from breaker_service.providers.flaky import free_port
-from breaker_service.uploads import UploadOrchestrator
-from breaker_service.uploads.store import MemoryUploadStore, SqlUploadStore
+from breaker_service.uploads import (
+    MemoryUploadStore,
+    SqlUploadStore,
+    UploadOrchestrator,
+)
 
 SEED_DEFAULTS: dict[str, Any] = {
     "retry_max_attempts": 3,

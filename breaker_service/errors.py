@@ -9,15 +9,21 @@
     │   ├── ProviderTimeout          no answer in time (transient)
     │   ├── ProviderUnavailable      transport error, 429 or 5xx (transient, retry_after)
     │   └── ProviderRejected         the request itself was refused: 4xx, quota (permanent)
-    ├── EventLogError                the event store failed or holds bad data
-    │   ├── ConcurrencyError         another writer took the same breaker version
-    │   ├── MalformedEventError      a stored event row cannot be read (names the row)
+    ├── StorageError                 the local database failed (uploads, outbox, any table)
     │   ├── StorageCorrupt           the database file is damaged (names the file)
-    │   └── NotDurable               an operator action applied in memory, not yet saved
+    │   └── EventLogError            the event store failed or holds bad data
+    │       ├── ConcurrencyError     another writer took the same breaker version
+    │       ├── MalformedEventError  a stored event row cannot be read (names the row)
+    │       └── NotDurable           an operator action applied in memory, not yet saved
     ├── InvalidText                  a reason or actor with control characters, too long
     ├── UnknownProviderError         no provider by that name
     ├── UnknownBreakerError          no breaker by that name
     └── UploadRejected               the file was refused before any network call (reason)
+
+Database errors (SQLAlchemy, the DBAPI drivers, the network) are translated into
+``StorageError`` or ``EventLogError`` at one point, ``events.sql_errors``; none escapes
+raw. The event log, the trial gate, the outbox and migrations raise ``EventLogError``
+(as they always have); the upload store raises ``StorageError``.
 
 A retry that gives up re-raises the last error itself, never a wrapper; the number
 of attempts made is on the exception as ``attempts`` (see ``retry.attempts_of``).
@@ -39,6 +45,7 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "StorageCorrupt",
+    "StorageError",
     "UnknownBreakerError",
     "UnknownProviderError",
     "UploadRejected",
@@ -130,7 +137,11 @@ class ProviderRejected(ProviderError):
     """A permanent failure: the request was refused (4xx, exhausted quota, bad key)."""
 
 
-class EventLogError(BreakerServiceError):
+class StorageError(BreakerServiceError):
+    """The local database could not be read or written (any table, any backend)."""
+
+
+class EventLogError(StorageError):
     """The event store could not be read or written."""
 
 
@@ -146,7 +157,7 @@ class MalformedEventError(EventLogError):
         self.row_id = row_id
 
 
-class StorageCorrupt(EventLogError):
+class StorageCorrupt(StorageError):
     """The database file is damaged: nothing is started on it; the message says why."""
 
     def __init__(self, message: str, *, path: str) -> None:

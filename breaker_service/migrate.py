@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .errors import EventLogError
+from .events.sql_errors import sql_errors
 
 __all__ = [
     "SCHEMA_HEAD",
@@ -95,34 +96,30 @@ def _migration_lock() -> asyncio.Lock:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Run ``alembic upgrade`` on ``engine``'s database."""
-    try:
+    with sql_errors("database migration"):
         async with _migration_lock(), engine.begin() as conn:
             await conn.run_sync(_upgrade_sync, revision)
-    except SQLAlchemyError as exc:
-        msg = f"database migration failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-        raise EventLogError(msg) from exc
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
     """Run ``alembic downgrade`` (tests and operators rolling back)."""
-    async with _migration_lock(), engine.begin() as conn:
-        await conn.run_sync(_downgrade_sync, revision)
+    with sql_errors("database downgrade"):
+        async with _migration_lock(), engine.begin() as conn:
+            await conn.run_sync(_downgrade_sync, revision)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at (None for an empty database)."""
-    try:
+    with sql_errors("reading the schema revision"):
         async with engine.connect() as conn:
             return await conn.run_sync(_current_sync)
-    except SQLAlchemyError as exc:
-        msg = f"cannot read the schema revision: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-        raise EventLogError(msg) from exc
 
 
 async def check_models_match(engine: AsyncEngine) -> list[Any]:
     """Differences between the tables and the models (empty when they agree)."""
-    async with engine.connect() as conn:
-        return await conn.run_sync(_diff_sync)
+    with sql_errors("comparing the schema with the models"):
+        async with engine.connect() as conn:
+            return await conn.run_sync(_diff_sync)
 
 
 async def ensure_schema(engine: AsyncEngine, *, migrate: bool) -> None:
@@ -134,7 +131,7 @@ async def ensure_schema(engine: AsyncEngine, *, migrate: bool) -> None:
             ).first()
         if row is not None and row[0] == SCHEMA_HEAD:
             return
-    except SQLAlchemyError:
+    except (SQLAlchemyError, OSError):
         pass  # no table yet, or the store is down: the slow path says which
     if not migrate:
         current = await current_revision(engine)

@@ -30,7 +30,7 @@ from .breaker.breaker import Judge
 from .breaker.registry import BreakerRegistry, check_scope, scope_resolver
 from .clock import Clock, SystemClock
 from .config import Settings, load_settings, normalize_database_url
-from .errors import ConfigError, EventLogError
+from .errors import ConfigError, StorageError
 from .events.follower import LogFollower
 from .events.log import EventLog
 from .events.sql import SqlEventLog, create_engine
@@ -45,8 +45,10 @@ from .tracking import Outbox, OutboxRelay, SupabaseSink
 from .tracking.drain import DeliveryReport, deliver_pending
 from .uploads.journal import UploadJournal
 from .uploads.keeper import RecordKeeper
+from .uploads.memory_store import MemoryUploadStore
 from .uploads.orchestrator import UploadOrchestrator
-from .uploads.store import MemoryUploadStore, SqlUploadStore, UploadStore
+from .uploads.sql_store import SqlUploadStore
+from .uploads.store import UploadStore
 
 __all__ = ["Service", "database_engine"]
 
@@ -241,7 +243,7 @@ class Service:
         assert self.keeper is not None
         try:
             folded = await self.keeper.fold()
-        except EventLogError as exc:
+        except StorageError as exc:
             logger.warning(
                 "upload journal not folded at start-up (%s); retrying in the background",
                 exc,

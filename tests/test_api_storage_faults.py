@@ -89,6 +89,7 @@ async def test_force_open_that_cannot_be_saved_is_503_not_200(service: Service) 
     assert body["applied_in_memory"] is True
     assert body["durable"] is False
     assert body["breaker"]["state"] == "forced_open"
+    service.clock.advance(1.0)  # past the recorder's retry interval after the outage
     saved = await service.client.post(
         "/breakers/kimi/reset", json={"reason": "all clear"}, headers=service.auth()
     )

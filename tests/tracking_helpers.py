@@ -38,7 +38,7 @@ from breaker_service.tracking import (
 from breaker_service.tracking.outbox import outbox_row
 from breaker_service.uploads import UploadOrchestrator
 from breaker_service.uploads.model import UploadResult
-from breaker_service.uploads.store import SqlUploadStore
+from breaker_service.uploads.sql_store import SqlUploadStore
 
 __all__ = [
     "SERVICE_KEY",

@@ -24,6 +24,7 @@ from ..errors import (
     ProviderError,
     ProviderRejected,
     ProviderTimeout,
+    StorageError,
     UnknownBreakerError,
     UnknownProviderError,
     UploadRejected,
@@ -55,6 +56,7 @@ PROBLEM_STATUS: dict[type[BaseException], tuple[int, str]] = {
     ProviderRejected: (502, "upstream-rejected"),
     ProviderError: (502, "upstream-unavailable"),
     EventLogError: (503, "store-unavailable"),
+    StorageError: (503, "store-unavailable"),
     ConfigError: (400, "bad-request"),
     BreakerServiceError: (500, "internal"),
 }
@@ -119,7 +121,7 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     elif isinstance(exc, NotDurable):
         headers["Retry-After"] = "5"
         extra = {"applied_in_memory": True, "durable": False, "breaker": exc.status}
-    elif isinstance(exc, EventLogError):
+    elif isinstance(exc, StorageError):
         headers["Retry-After"] = "5"
     elif isinstance(exc, InvalidText):
         extra = {"field": exc.field}

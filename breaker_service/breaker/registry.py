@@ -97,6 +97,7 @@ class BreakerRegistry:
             snapshot_every=settings.event_log_snapshot_every,
             snapshot_source=self._snapshot_of,
             on_conflict=self._schedule_reload,
+            clock=clock,
         )
         self.resilient = ResilientCalls(
             self.get,

@@ -27,6 +27,8 @@ async def outbox(args: argparse.Namespace, settings: Settings) -> int:
         rows = Outbox(engine)
         now = datetime.now(UTC).timestamp()
         redriven = await rows.redrive(now) if args.redrive else None
+        if args.deliver:
+            await rows.due_now(now)  # the operator asks for now: skip the backoff
     delivery = None
     if args.deliver:
         if not settings.supabase_enabled:

@@ -7,6 +7,13 @@ store answers in time. When the store is down, slow or locked, events wait in th
 buffer (transitions are never dropped; past ``buffer_max`` outcomes are run-length
 coalesced into counts, never silently lost) and the recorder reports itself degraded
 until the backlog is written.
+
+Time comes from the injected ``Clock``: how long a flush took, and when a store that
+failed is tried again (``RETRY_INTERVAL`` later). Two waits pace real I/O and stay on
+the event loop's time, as the relay's and the follower's do: the background
+flusher's tick and ``commit_timeout``. A ``FakeClock`` advances by itself on every
+``sleep``, so a background loop sleeping on it would move breakers' cooldowns on
+its own; tests that want these waits in fake time run the loop on the fake clock.
 """
 
 from __future__ import annotations
@@ -14,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 
+from ..clock import Clock, SystemClock
 from ..errors import ConcurrencyError, EventLogError
 from .log import EventLog
 from .model import OutcomeRow, Snapshot, TransitionRecord
@@ -27,6 +34,11 @@ __all__ = ["EventRecorder"]
 logger = logging.getLogger("breaker_service.events")
 
 SnapshotSource = Callable[[str], Snapshot | None]
+
+RETRY_INTERVAL = 0.5
+"""Seconds on the clock between attempts to write to a store that failed."""
+
+_SYSTEM_CLOCK = SystemClock()
 
 
 def coalesce(rows: list[OutcomeRow], *, keep_order: bool = True) -> list[OutcomeRow]:
@@ -68,7 +80,10 @@ def coalesce(rows: list[OutcomeRow], *, keep_order: bool = True) -> list[Outcome
 
 
 class EventRecorder:
-    """Buffers events, writes them in batches, and survives store outages."""
+    """Buffers events, writes them in batches, and survives store outages.
+
+    ``clock`` defaults to the system clock; the registry passes its own.
+    """
 
     def __init__(
         self,
@@ -81,8 +96,10 @@ class EventRecorder:
         commit_timeout: float = 1.0,
         snapshot_source: SnapshotSource | None = None,
         on_conflict: Callable[[str], None] | None = None,
+        clock: Clock = _SYSTEM_CLOCK,
     ) -> None:
         self.log = log
+        self.clock = clock
         self.buffer: list[OutcomeRow] = []
         self.flush_interval = flush_interval
         self.batch_size = batch_size
@@ -126,8 +143,9 @@ class EventRecorder:
 
     async def _run(self) -> None:
         while not self._closing:
+            # Loop time, not the clock: a FakeClock would advance on every tick.
             await asyncio.sleep(self.flush_interval)
-            if self.degraded and time.monotonic() < self._retry_at:
+            if self.degraded and self.clock.monotonic() < self._retry_at:
                 self._bound_buffer()
                 continue
             if self.buffer or self._pending:
@@ -200,7 +218,7 @@ class EventRecorder:
                     break
             del self.buffer[: len(outs)]
             snaps = self._snapshots_for(outs, transitions)
-            started = time.perf_counter()
+            started = self.clock.monotonic()
             try:
                 await self._append(outs, transitions, snaps)
             except EventLogError as exc:
@@ -213,7 +231,7 @@ class EventRecorder:
                 for record in self._pending:
                     self._settle(record, committed=False)
                 return False
-            self.last_flush_seconds = time.perf_counter() - started
+            self.last_flush_seconds = self.clock.monotonic() - started
             self.written += len(outs) + len(transitions)
             for record in transitions:
                 self._pending.remove(record)
@@ -268,7 +286,7 @@ class EventRecorder:
             )
         self.degraded = True
         self.last_error = str(exc)
-        self._retry_at = time.monotonic() + 0.5
+        self._retry_at = self.clock.monotonic() + RETRY_INTERVAL
         self._bound_buffer()
 
     async def commit_transition(self, record: TransitionRecord) -> bool:
@@ -279,7 +297,7 @@ class EventRecorder:
         ``ConcurrencyError`` when another writer took this version first.
         """
         self._pending.append(record)
-        if self.degraded and time.monotonic() < self._retry_at:
+        if self.degraded and self.clock.monotonic() < self._retry_at:
             return False
         self._committing.add(record)
         # Wait for this record's own batch, not for the whole flush: under steady

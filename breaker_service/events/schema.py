@@ -1,4 +1,9 @@
-"""SQL tables of the event log. Alembic migrations must agree with these (a test checks)."""
+"""SQL tables of the event log, and the one ``MetaData`` every package's tables join.
+
+The uploads table lives in ``uploads/tables.py``, the outbox in ``tracking/tables.py``;
+``breaker_service.schema`` imports them all, so its ``metadata`` is complete (Alembic's
+target). Alembic migrations must agree with the tables (a test checks).
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,6 @@ __all__ = [
     "breaker_snapshots",
     "breaker_trials",
     "metadata",
-    "outbox",
-    "uploads",
 ]
 
 # The same constraint names on SQLite and PostgreSQL, so migrations are portable.
@@ -97,41 +100,4 @@ breaker_trials = Table(
     Column("state_version", Integer, nullable=False),
     Column("holder", String(300), nullable=False),
     Column("expires_at", Float, nullable=False),
-)
-
-uploads = Table(
-    "uploads",
-    metadata,
-    Column("id", String(36), primary_key=True),  # the local upload id (uuid4)
-    Column("provider", String(100), nullable=False),
-    Column("provider_file_id", String(200), nullable=False),
-    Column("filename", String(500), nullable=False),
-    Column("sha256", String(64), nullable=False),
-    Column("bytes", BigInteger, nullable=False),
-    Column("purpose", String(100), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("elapsed", Float, nullable=False),
-    Column("providers_tried", JSON, nullable=False),
-    Column("uploaded_at", Float, nullable=False),
-    Column("instance_id", String(200), nullable=False),
-    Index("ix_uploads_sha256_provider", "sha256", "provider"),
-    Index("ix_uploads_uploaded_at", "uploaded_at"),
-)
-
-# Transactional outbox: written with the uploads row, delivered to Supabase by the relay.
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("id", String(36), primary_key=True),  # = uploads.id, the idempotency key
-    Column("destination", String(100), nullable=False),
-    Column("payload", JSON, nullable=False),
-    Column("status", String(16), nullable=False),  # pending | delivered | failed
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("last_error", Text),
-    Column("created_at", Float, nullable=False),
-    Column("next_attempt_at", Float, nullable=False),
-    Column("delivered_at", Float),
-    Column("lease_owner", String(200)),
-    Column("lease_until", Float),
-    Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
 )

@@ -15,10 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Row, and_, delete, event, func, insert, or_, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ..errors import ConcurrencyError, EventLogError, MalformedEventError
+from ..errors import ConcurrencyError, MalformedEventError
 from .log import EventQuery
 from .model import (
     ALL_KINDS,
@@ -32,6 +34,7 @@ from .model import (
 )
 from .schema import breaker_events as E  # noqa: N812 - table aliases keep queries short
 from .schema import breaker_snapshots as S  # noqa: N812
+from .sql_errors import sql_errors
 
 __all__ = ["SqlEventLog", "create_engine", "redact_url"]
 
@@ -58,8 +61,6 @@ _DISTINCT_STREAMS = text(
 
 def redact_url(url: str) -> str:
     """The database URL with any password replaced, for logs and errors."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415 - cheap, local use
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparseable URL is shown as its scheme only
@@ -87,11 +88,6 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
     return engine
-
-
-def _is_unique_violation(exc: IntegrityError) -> bool:
-    text = str(exc.orig).lower()
-    return "unique" in text or "duplicate key" in text
 
 
 def _row_to_event(row: Row[Any]) -> StoredEvent:
@@ -217,11 +213,6 @@ class SqlEventLog:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
 
-    def _wrap(self, exc: Exception, action: str) -> EventLogError:
-        return EventLogError(
-            f"event store {action} failed: {type(exc).__name__}: {_short(exc)}"
-        )
-
     async def append(
         self,
         outcomes: Sequence[OutcomeRow] = (),
@@ -237,7 +228,7 @@ class SqlEventLog:
         iid = self.instance_id
         stream_of = self.stream_of
         writes = bool(outcomes or transitions)
-        try:
+        with sql_errors("event store append", on_unique=_taken(transitions)):
             async with self.engine.begin() as conn:
                 if writes and self.dialect == "postgresql":
                     await conn.execute(
@@ -284,14 +275,6 @@ class SqlEventLog:
                     # A wake-up only: followers read the log, not the payload.
                     await conn.execute(select(func.pg_notify(self.NOTIFY_CHANNEL, "")))
                 return last
-        except IntegrityError as exc:
-            if _is_unique_violation(exc) and transitions:
-                names = ", ".join(f"{t.breaker}@v{t.version}" for t in transitions)
-                msg = f"another writer already recorded a transition for {names}"
-                raise ConcurrencyError(msg) from exc
-            raise self._wrap(exc, "append") from exc
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "append") from exc
 
     async def _last_ids(
         self, conn: AsyncConnection, breakers: set[str]
@@ -346,14 +329,10 @@ class SqlEventLog:
             "data": snapshot.data,
         }
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
-
             stmt = pg_insert(S).values(**values)
             stmt = stmt.on_conflict_do_update(index_elements=[S.c.stream], set_=values)
             await conn.execute(stmt)
             return
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
-
         lite = sqlite_insert(S).values(**values)
         await conn.execute(
             lite.on_conflict_do_update(index_elements=[S.c.stream], set_=values)
@@ -375,11 +354,9 @@ class SqlEventLog:
         return await self._select(stmt, "read")
 
     async def _select(self, stmt: Any, action: str) -> list[StoredEvent]:
-        try:
+        with sql_errors(f"event store {action}"):
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(stmt)).all()
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, action) from exc
         return self._events(rows)
 
     async def read_since_snapshots(
@@ -394,7 +371,7 @@ class SqlEventLog:
         """
         after = {self.stream_of(n): snap.last_event_id for n, snap in snapshots.items()}
         mine = "@" + self.replica_id
-        try:
+        with sql_errors("event store replay read"):
             async with self.engine.connect() as conn:
                 if breaker is not None:
                     streams = [self.stream_of(breaker)]
@@ -413,8 +390,6 @@ class SqlEventLog:
                     ]
                     stmt = select(E).where(or_(*ranges))
                     rows.extend((await conn.execute(stmt)).all())
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "replay read") from exc
         found = sorted(self._events(rows), key=lambda e: e.id)
         return [e for e in found if e.stream == self.stream_of(e.breaker)]
 
@@ -432,11 +407,9 @@ class SqlEventLog:
 
     async def last_id(self) -> int:
         """The newest event id (0 for an empty log)."""
-        try:
+        with sql_errors("event store read"):
             async with self.engine.connect() as conn:
                 value = (await conn.execute(select(func.max(E.c.id)))).scalar()
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "read") from exc
         return int(value or 0)
 
     async def load_snapshots(self, breaker: str | None = None) -> dict[str, Snapshot]:
@@ -446,11 +419,9 @@ class SqlEventLog:
             stmt = stmt.where(S.c.stream == self.stream_of(breaker))
         else:
             stmt = stmt.where(self._mine(S.c.stream))
-        try:
+        with sql_errors("event store snapshot read"):
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(stmt)).all()
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "snapshot read") from exc
         result: dict[str, Snapshot] = {}
         for row in rows:
             m = row._mapping
@@ -498,20 +469,16 @@ class SqlEventLog:
         stmt = delete(E).where(
             E.c.kind.in_(sorted(OUTCOME_KINDS)), E.c.at < before, E.c.id <= covered
         )
-        try:
+        with sql_errors("event store prune"):
             async with self.engine.begin() as conn:
                 result = await conn.execute(stmt)
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "prune") from exc
         return int(result.rowcount or 0)
 
     async def ping(self) -> None:
         """Raise ``EventLogError`` unless a trivial query succeeds."""
-        try:
+        with sql_errors("event store ping"):
             async with self.engine.connect() as conn:
                 await conn.execute(select(1))
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "ping") from exc
 
     async def aclose(self) -> None:
         """Dispose of the engine if this log created it."""
@@ -526,8 +493,12 @@ def _stamped(snapshot: Snapshot, last: dict[str, int]) -> Snapshot:
     return dataclasses.replace(snapshot, last_event_id=last.get(snapshot.breaker, 0))
 
 
-def _short(exc: BaseException) -> str:
-    """The first line of an error, without SQL parameters (which may hold data)."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        exc = exc.orig
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+def _taken(
+    transitions: Sequence[TransitionRecord],
+) -> Callable[[], ConcurrencyError] | None:
+    """What a unique violation means for an append: a version another writer took."""
+    if not transitions:
+        return None
+    names = ", ".join(f"{t.breaker}@v{t.version}" for t in transitions)
+    msg = f"another writer already recorded a transition for {names}"
+    return lambda: ConcurrencyError(msg)

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..errors import EventLogError
 from .schema import breaker_trials as T  # noqa: N812 - short table alias
+from .sql_errors import sql_errors
 
 __all__ = ["SqlTrialGate", "TrialLease"]
 
@@ -44,7 +43,7 @@ class SqlTrialGate:
     ) -> TrialLease | None:
         """A free slot for one trial call, or None when ``limit`` are already out."""
         holder = f"{self.owner}#{uuid.uuid4().hex[:12]}"
-        try:
+        with sql_errors("trial lease"):
             async with self.engine.begin() as conn:
                 for slot in range(limit):
                     stmt = (
@@ -71,14 +70,11 @@ class SqlTrialGate:
                     )
                     if (await conn.execute(stmt)).first() is not None:
                         return TrialLease(stream, slot, holder)
-        except (SQLAlchemyError, OSError) as exc:
-            msg = f"trial lease failed: {type(exc).__name__}"
-            raise EventLogError(msg) from exc
         return None
 
     async def release(self, lease: TrialLease) -> None:
         """Give the slot back (only if still ours)."""
-        try:
+        with sql_errors("trial release"):
             async with self.engine.begin() as conn:
                 await conn.execute(
                     delete(T).where(
@@ -87,6 +83,3 @@ class SqlTrialGate:
                         T.c.holder == lease.holder,
                     )
                 )
-        except (SQLAlchemyError, OSError) as exc:
-            msg = f"trial release failed: {type(exc).__name__}"
-            raise EventLogError(msg) from exc

@@ -13,12 +13,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..errors import EventLogError
-from ..schema import outbox
+from ..events.sql_errors import sql_errors
+from .tables import outbox
 
 __all__ = [
     "OUTBOX_DELIVERED",
@@ -27,6 +26,8 @@ __all__ = [
     "Outbox",
     "OutboxRow",
     "OutboxStatus",
+    "insert_outbox_row",
+    "outbox_row",
 ]
 
 OUTBOX_PENDING = "pending"
@@ -91,12 +92,9 @@ class Outbox:
         self.engine = engine
 
     async def _run(self, action: str, stmt: Any) -> Any:
-        try:
+        with sql_errors(f"outbox {action}"):
             async with self.engine.begin() as conn:
                 return await conn.execute(stmt)
-        except (SQLAlchemyError, OSError) as exc:
-            msg = f"outbox {action} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            raise EventLogError(msg) from exc
 
     async def claim(
         self, *, owner: str, now: float, lease: float, limit: int
@@ -117,7 +115,7 @@ class Outbox:
         token = (
             f"{owner}#{uuid.uuid4().hex[:16]}"  # unique per claim, even for one owner
         )
-        try:
+        with sql_errors("outbox claim"):
             async with self.engine.begin() as conn:
                 await conn.execute(
                     update(outbox)
@@ -132,11 +130,6 @@ class Outbox:
                         )
                     )
                 ).all()
-        except (SQLAlchemyError, OSError) as exc:
-            msg = (
-                f"outbox claim failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            )
-            raise EventLogError(msg) from exc
         return [OutboxRow(str(r.id), _json(r.payload), int(r.attempts)) for r in rows]
 
     async def delivered(self, ids: list[str], *, owner: str, now: float) -> int:
@@ -208,9 +201,19 @@ class Outbox:
         )
         return int(result.rowcount or 0)
 
+    async def due_now(self, now: float) -> int:
+        """Make every pending row backing off due now (an operator's ``--deliver``)."""
+        result = await self._run(
+            "make due",
+            update(outbox)
+            .where(outbox.c.status == OUTBOX_PENDING, outbox.c.next_attempt_at > now)
+            .values(next_attempt_at=now),
+        )
+        return int(result.rowcount or 0)
+
     async def status(self, now: float) -> OutboxStatus:
         """Counts by status, the oldest pending age and the latest error."""
-        try:
+        with sql_errors("outbox status"):
             async with self.engine.connect() as conn:
                 counts: dict[str, int] = dict(
                     (
@@ -241,9 +244,6 @@ class Outbox:
                         .limit(1)
                     )
                 ).scalar()
-        except (SQLAlchemyError, OSError) as exc:
-            msg = f"outbox status failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            raise EventLogError(msg) from exc
         return OutboxStatus(
             pending=int(counts.get(OUTBOX_PENDING, 0)),
             delivered=int(counts.get(OUTBOX_DELIVERED, 0)),
@@ -255,15 +255,8 @@ class Outbox:
         )
 
 
-async def insert_with_outbox(
-    conn: AsyncConnection, upload_row: dict[str, Any], row: dict[str, Any]
-) -> None:
-    """Insert the upload and its outbox row on an open transaction."""
-    from sqlalchemy import insert  # noqa: PLC0415
-
-    from ..schema import uploads  # noqa: PLC0415
-
-    await conn.execute(insert(uploads).values(**upload_row))
+async def insert_outbox_row(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """Insert ``row`` on the caller's open transaction, so it commits with the upload."""
     await conn.execute(insert(outbox).values(**row))
 
 

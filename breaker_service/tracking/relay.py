@@ -66,7 +66,6 @@ class OutboxRelay:
         self.interval = interval
         self.lease = lease
         self.max_backoff = max_backoff
-        self.delivered_total = 0
         self.last_error: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -158,7 +157,6 @@ class OutboxRelay:
         await self.outbox.delivered(
             [r.id for r in rows], owner=self.owner, now=self.clock.time()
         )
-        self.delivered_total += len(rows)
         self.last_error = None
         return len(rows)
 
@@ -218,7 +216,6 @@ class OutboxRelay:
                 await self.outbox.failed([row.id], owner=self.owner, error=str(exc))
             return 0
         await self.outbox.delivered([row.id], owner=self.owner, now=self.clock.time())
-        self.delivered_total += 1
         return 1
 
     async def status(self) -> OutboxStatus:

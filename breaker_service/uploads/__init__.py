@@ -1,8 +1,10 @@
 """Uploads: path validation, the orchestrator and the local record."""
 
+from .memory_store import MemoryUploadStore
 from .model import UploadResult
 from .orchestrator import BatchItem, UploadOrchestrator
-from .store import MemoryUploadStore, SqlUploadStore, UploadStore
+from .sql_store import SqlUploadStore
+from .store import UploadStore
 from .validation import ValidatedFile, sha256_of, validate_path
 
 __all__ = [

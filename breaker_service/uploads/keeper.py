@@ -16,7 +16,7 @@ import contextlib
 import logging
 
 from ..clock import Clock, idle
-from ..errors import BreakerServiceError, ConcurrencyError, EventLogError
+from ..errors import BreakerServiceError, ConcurrencyError, StorageError
 from ..retry.classify import Classification, Classifier
 from ..retry.policy import RetryPolicy
 from .journal import JournalError, UploadJournal
@@ -44,7 +44,7 @@ class RecordNotSaved(BreakerServiceError):
 
 
 def _storage_is_transient(exc: BaseException) -> Classification | None:
-    if isinstance(exc, EventLogError) and not isinstance(exc, ConcurrencyError):
+    if isinstance(exc, StorageError) and not isinstance(exc, ConcurrencyError):
         return Classification(True, "storage_unavailable")
     return None
 
@@ -81,7 +81,7 @@ class RecordKeeper:
         """Persist ``result``; where it went (``"database"``/``"journal"``)."""
         try:
             await self._commit.call(self.store.record, result)
-        except EventLogError as exc:
+        except StorageError as exc:
             cause = str(exc)
         else:
             return RECORDED_IN_DATABASE
@@ -132,7 +132,7 @@ class RecordKeeper:
             if self.journal is not None and self.journal.path.exists():
                 try:
                     await self.fold()
-                except EventLogError as exc:
+                except StorageError as exc:
                     logger.info("upload journal not folded yet: %s", exc)
             await idle(self._clock, self.fold_interval)
 
