@@ -93,7 +93,9 @@ def _breaker_table(breakers: list[dict[str, Any]], title: str) -> Table:
             str(b["failures"]),
             str(b["rejections"]),
             f"{b['retry_after']:.1f}s" if b["retry_after"] else "-",
-            f"{last['from']} -> {last['to']} ({last['reason']})" if last else "-",
+            f"{last['from_state']} -> {last['to_state']} ({last['reason']})"
+            if last
+            else "-",
         )
     return table
 

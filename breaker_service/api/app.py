@@ -207,7 +207,6 @@ def _routes(app: FastAPI, settings: Settings) -> None:  # noqa: PLR0915 - one pl
         rows = []
         for breaker in _registry(request).breakers():
             row = breaker.status()
-            row["scope"] = "instance"
             rows.append(row)
         return {"breakers": rows}
 
@@ -215,9 +214,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:  # noqa: PLR0915 - one pl
     async def get_breaker(request: Request, name: str, _who: Reader) -> dict[str, Any]:
         """One breaker."""
         _known_breaker(request, name)
-        row = _registry(request).get(name).status()
-        row["scope"] = "instance"
-        return row
+        return _registry(request).get(name).status()
 
     @app.get("/breakers/{name}/events", tags=["breakers"])
     async def breaker_events(  # noqa: PLR0917 - FastAPI reads query parameters from the signature
