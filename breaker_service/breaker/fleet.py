@@ -22,7 +22,7 @@ __all__ = ["Adoptable", "FleetTrials", "TrialGate", "adopt"]
 
 logger = logging.getLogger("breaker_service.breaker")
 
-LOCAL = object()
+_LOCAL = object()
 """A trial slot granted on the local bound alone (the fleet's store is down)."""
 
 
@@ -54,7 +54,7 @@ class FleetTrials:
     async def acquire(
         self, version: int, limit: int, *, now: float, bound: float
     ) -> object | None:
-        """A slot for one trial (a lease, or ``LOCAL`` if the store is down); None if full."""
+        """A slot for one trial (a lease; a local-only slot if the store is down); None if full."""
         try:
             lease: object | None = await self._gate.acquire(
                 self.stream, version, limit, now=now, expires_at=now + bound
@@ -65,12 +65,12 @@ class FleetTrials:
                 self.name,
                 exc,
             )
-            return LOCAL
+            return _LOCAL
         return lease
 
     def hold(self, trial: int, slot: object) -> None:
         """Keep ``slot`` (from ``acquire``) until trial ``trial`` reports."""
-        if slot is not LOCAL:
+        if slot is not _LOCAL:
             self._leases[trial] = slot
 
     async def release(self, trial: int) -> None:
