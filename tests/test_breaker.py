@@ -917,3 +917,32 @@ async def test_an_open_breaker_stops_retries_at_once(
             await registry.call("kimi", kimi.fail)
         assert kimi.calls == 2
         assert clock.sleeps == [0.5, 1.0]
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope", ["instance", "shared"])
+def test_status_reports_the_breakers_own_scope(clock: FakeClock, scope: str) -> None:
+    """``status()["scope"]`` comes from the breaker's settings (was always "instance")."""
+    breaker = CircuitBreaker(
+        "kimi", settings=ResilienceSettings(breaker_scope=scope), clock=clock
+    )
+    assert breaker.status()["scope"] == scope
+
+
+async def test_a_transition_has_one_shape_in_status_and_snapshots(
+    clock: FakeClock,
+) -> None:
+    """``status()`` and snapshot data expose the last transition as the same dict."""
+    breaker = CircuitBreaker("kimi", clock=clock)
+    assert breaker.status()["last_transition"] is None
+    await breaker.force_open("maintenance", actor="carol")
+    shown = breaker.status()["last_transition"]
+    assert shown == breaker.snapshot_data()["last_transition"]
+    assert (shown["from_state"], shown["to_state"]) == ("closed", "forced_open")
+    assert (shown["reason"], shown["actor"], shown["at"]) == (
+        "maintenance",
+        "carol",
+        clock.time(),
+    )

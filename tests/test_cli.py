@@ -101,8 +101,8 @@ def test_the_demo_prints_breakers_with_the_cli_table() -> None:
         "rejections": 2,
         "retry_after": 2.5,
         "last_transition": {
-            "from": "closed",
-            "to": "open",
+            "from_state": "closed",
+            "to_state": "open",
             "reason": "3 consecutive failures",
         },
     }

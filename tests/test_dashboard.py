@@ -232,6 +232,12 @@ async def test_an_operator_watches_kimi_open_and_resets_it(tmp_path: Path) -> No
             assert "closed → open" in title
             assert "reason: 3 consecutive failures" in title
             assert "actor: automatic" in title
+            last = page.get_by_test_id("meta-kimi").locator("span[title]")
+            await expect(last).to_have_attribute(
+                "title",
+                re.compile(r"^closed → open by the breaker: 3 consecutive failures$"),
+            )
+            await expect(last).to_contain_text("open")
             await expect(page.get_by_test_id("upload-row")).to_have_count(1 + uploads)
             await expect(
                 page.locator('[data-testid="upload-row"][data-fallback="true"]')

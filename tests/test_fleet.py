@@ -87,7 +87,9 @@ async def seen(replica: ReplicaProcess, to: str, version: int) -> dict[str, Any]
     """
     answer = await replica.request({"op": "transitions"})
     found = [
-        t for t in answer["transitions"] if t["to"] == to and t["version"] == version
+        t
+        for t in answer["transitions"]
+        if t["to_state"] == to and t["version"] == version
     ]
     assert len(found) == 1, (replica.label, to, version, answer["transitions"])
     return dict(found[0])

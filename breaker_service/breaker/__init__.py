@@ -1,6 +1,7 @@
-"""Circuit breakers: state, machine, the breaker, replay and the registry."""
+"""Circuit breakers: state, machine, the breaker, its fleet side, replay and the registry."""
 
-from .breaker import CircuitBreaker, Judge, default_judge
+from .breaker import CircuitBreaker
+from .judge import Judge, default_judge
 from .registry import BreakerRegistry
 from .state import BreakerState, Outcome
 

@@ -8,6 +8,9 @@ CLOSED-success rule on its hot path), and replay feeds them the stored log. The
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..events.model import (
@@ -21,24 +24,61 @@ from ..events.model import (
 from .state import BreakerState
 from .window import FailureRateWindow
 
-__all__ = ["BreakerCore"]
+__all__ = ["BreakerCore", "BreakerCounters"]
 
 
-class BreakerCore:
-    """State, version and counters of one breaker, changed only through events."""
+@dataclass(slots=True, eq=False)
+class BreakerCounters:
+    """What a breaker counts; snapshots, restore and ``status()`` copy these fields whole.
+
+    Declared once here: ``counters()`` reads them, ``set_counters`` and
+    ``load_counters`` write them, so no copy lists the names by hand.
+    """
+
+    consecutive_failures: int = 0
+    half_open_successes: int = 0
+    reopen_count: int = 0
+    opened_at: float | None = None  # wall-clock epoch seconds
+    open_timeout: float = 0.0
+    successes: int = 0
+    failures: int = 0
+    timeouts: int = 0
+
+    def counters(self) -> dict[str, Any]:
+        """The counters as a JSON-friendly dict (the keys snapshots store)."""
+        return {name: getattr(self, name) for name in _COUNTERS}
+
+    def set_counters(self, other: BreakerCounters) -> None:
+        """Take every counter from ``other``."""
+        for name in _COUNTERS:
+            setattr(self, name, getattr(other, name))
+
+    def load_counters(self, data: Mapping[str, Any]) -> None:
+        """Take the counters from ``counters()`` output; a missing key is zero."""
+        for name, default in _COUNTERS.items():
+            value = data.get(name, default)
+            if value is not None or default is not None:
+                value = int(value) if isinstance(default, int) else float(value)
+            setattr(self, name, value)
+
+
+_COUNTERS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(BreakerCounters)
+}
+
+
+class BreakerCore(BreakerCounters):
+    """State, version and counters of one breaker, changed only through events.
+
+    It extends ``BreakerCounters`` (rather than holding one) so the hot path reads
+    and writes a counter as one attribute of the breaker.
+    """
 
     def __init__(self, name: str, window: FailureRateWindow | None = None) -> None:
+        super().__init__()
         self.name = name
         self._state = BreakerState.CLOSED
         self._version = 0
-        self.consecutive_failures = 0
-        self.half_open_successes = 0
-        self.reopen_count = 0
-        self.opened_at: float | None = None  # wall-clock epoch seconds
-        self.open_timeout: float = 0.0
-        self.successes = 0
-        self.failures = 0
-        self.timeouts = 0
         self.last_transition: TransitionRecord | None = None
         self.last_event_id = 0
         self._window = window
@@ -104,18 +144,7 @@ class BreakerCore:
     def apply_event(self, event: StoredEvent) -> None:
         """Fold one stored event."""
         if event.kind == KIND_TRANSITION:
-            self.apply_transition(
-                TransitionRecord(
-                    breaker=event.breaker,
-                    from_state=event.from_state or "",
-                    to_state=event.to_state or "",
-                    version=event.state_version,
-                    at=event.at,
-                    reason=event.reason or "",
-                    actor=event.actor,
-                    open_timeout=event.duration,
-                )
-            )
+            self.apply_transition(event.as_transition())
         else:
             self.apply_outcome(
                 event.kind,
@@ -126,31 +155,25 @@ class BreakerCore:
             )
         self.last_event_id = max(self.last_event_id, event.id)
 
+    def take(self, other: BreakerCore) -> None:
+        """Become ``other``: state, version, counters, window and history."""
+        self.set_counters(other)
+        self._state = other._state
+        self._version = other._version
+        self.last_transition = other.last_transition
+        self.last_event_id = other.last_event_id
+        if other._window is not None and self._window is not None:
+            self._window.load(other._window.dump())
+
     # -- snapshots -------------------------------------------------------------------
 
     def snapshot_data(self) -> dict[str, Any]:
         """Everything a snapshot needs besides state and version."""
         last = self.last_transition
         return {
-            "consecutive_failures": self.consecutive_failures,
-            "half_open_successes": self.half_open_successes,
-            "reopen_count": self.reopen_count,
-            "opened_at": self.opened_at,
-            "open_timeout": self.open_timeout,
-            "successes": self.successes,
-            "failures": self.failures,
-            "timeouts": self.timeouts,
+            **self.counters(),
             "window": self._window.dump() if self._window is not None else None,
-            "last_transition": None
-            if last is None
-            else {
-                "from_state": last.from_state,
-                "to_state": last.to_state,
-                "at": last.at,
-                "reason": last.reason,
-                "actor": last.actor,
-                "open_timeout": last.open_timeout,
-            },
+            "last_transition": None if last is None else last.as_dict(),
         }
 
     def load_snapshot(self, snapshot: Snapshot) -> None:
@@ -159,28 +182,13 @@ class BreakerCore:
         self._state = BreakerState(snapshot.state)
         self._version = snapshot.state_version
         self.last_event_id = snapshot.last_event_id
-        self.consecutive_failures = int(data.get("consecutive_failures", 0))
-        self.half_open_successes = int(data.get("half_open_successes", 0))
-        self.reopen_count = int(data.get("reopen_count", 0))
-        opened = data.get("opened_at")
-        self.opened_at = float(opened) if opened is not None else None
-        self.open_timeout = float(data.get("open_timeout", 0.0))
-        self.successes = int(data.get("successes", 0))
-        self.failures = int(data.get("failures", 0))
-        self.timeouts = int(data.get("timeouts", 0))
+        self.load_counters(data)
         if self._window is not None and data.get("window") is not None:
             self._window.load(data["window"])
         last = data.get("last_transition")
         if last is not None:
-            self.last_transition = TransitionRecord(
-                breaker=self.name,
-                from_state=str(last["from_state"]),
-                to_state=str(last["to_state"]),
-                version=self._version,
-                at=float(last["at"]),
-                reason=str(last["reason"]),
-                actor=last.get("actor"),
-                open_timeout=last.get("open_timeout"),
+            self.last_transition = TransitionRecord.from_dict(
+                last, breaker=self.name, version=self._version
             )
 
     def fingerprint(self) -> dict[str, Any]:
@@ -189,3 +197,6 @@ class BreakerCore:
         data["state"] = self._state.value
         data["version"] = self._version
         return data
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self._state.value} v{self._version}>"

@@ -409,7 +409,9 @@ async def replay_cores(
     return fold(
         snapshots,
         events,
-        lambda name: BreakerCore(name, _window_for(settings, name)),
+        lambda name: BreakerCore(
+            name, FailureRateWindow.from_settings(settings.for_provider(name))
+        ),
         skip_malformed=settings.event_log_on_malformed == "skip",
     )
 
@@ -435,16 +437,3 @@ def scope_resolver(settings: Settings) -> Callable[[str], str]:
         return cache[name]
 
     return scope_of
-
-
-def _window_for(settings: Settings, name: str) -> FailureRateWindow | None:
-    s = settings.for_provider(name)
-    if s.circuit_breaker_failure_rate_threshold is None:
-        return None
-    return FailureRateWindow(
-        threshold=s.circuit_breaker_failure_rate_threshold,
-        kind=s.circuit_breaker_window_type,
-        size=s.circuit_breaker_window_size,
-        duration=s.circuit_breaker_window_duration,
-        minimum_calls=s.circuit_breaker_minimum_calls,
-    )

@@ -8,7 +8,10 @@ the log refills the window exactly as living through it did.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import ResilienceSettings
 
 __all__ = ["FailureRateWindow"]
 
@@ -42,6 +45,19 @@ class FailureRateWindow:
         self.minimum_calls = minimum_calls
         self._calls: deque[int] = deque(maxlen=size)  # 1 = failure
         self._buckets: dict[int, list[int]] = {}  # second -> [calls, failures]
+
+    @classmethod
+    def from_settings(cls, settings: ResilienceSettings) -> FailureRateWindow | None:
+        """The window ``CIRCUIT_BREAKER_*`` describes; None without a rate threshold."""
+        if settings.circuit_breaker_failure_rate_threshold is None:
+            return None
+        return cls(
+            threshold=settings.circuit_breaker_failure_rate_threshold,
+            kind=settings.circuit_breaker_window_type,
+            size=settings.circuit_breaker_window_size,
+            duration=settings.circuit_breaker_window_duration,
+            minimum_calls=settings.circuit_breaker_minimum_calls,
+        )
 
     def add(self, failed: bool, at: float, count: int = 1) -> None:
         """Record ``count`` calls that failed or not, at wall-clock ``at``."""

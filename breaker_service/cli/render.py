@@ -70,7 +70,9 @@ def status_table(rows: Iterable[Mapping[str, Any]], title: str = "breakers") -> 
             str(row["successes"]),
             str(row["rejections"]),
             f"{row['retry_after']:.1f}s" if row["retry_after"] else "-",
-            f"{last['from']} -> {last['to']}: {last['reason']}" if last else "-",
+            f"{last['from_state']} -> {last['to_state']}: {last['reason']}"
+            if last
+            else "-",
         )
     return table
 

@@ -6,7 +6,8 @@ become rows in batches; everything read back is a ``StoredEvent``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +66,27 @@ class TransitionRecord:
         """``at`` as a UTC datetime."""
         return datetime.fromtimestamp(self.at, UTC)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The one dict shape of a transition: ``status()``, snapshots and the API."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, breaker: str, version: int
+    ) -> TransitionRecord:
+        """Read ``as_dict()`` back; ``breaker`` and ``version`` fill in older snapshots."""
+        timeout = data.get("open_timeout")
+        return cls(
+            breaker=str(data.get("breaker", breaker)),
+            from_state=str(data["from_state"]),
+            to_state=str(data["to_state"]),
+            version=int(data.get("version", version)),
+            at=float(data["at"]),
+            reason=str(data["reason"]),
+            actor=data.get("actor"),
+            open_timeout=None if timeout is None else float(timeout),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
@@ -90,6 +112,19 @@ class StoredEvent:
     def when(self) -> datetime:
         """``at`` as a UTC datetime."""
         return datetime.fromtimestamp(self.at, UTC)
+
+    def as_transition(self) -> TransitionRecord:
+        """This transition row as the record it was written from."""
+        return TransitionRecord(
+            breaker=self.breaker,
+            from_state=self.from_state or "",
+            to_state=self.to_state or "",
+            version=self.state_version,
+            at=self.at,
+            reason=self.reason or "",
+            actor=self.actor,
+            open_timeout=self.duration,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (with an ISO timestamp) for APIs and the CLI."""

@@ -58,17 +58,7 @@ class Replica:
 
     def _on_transition(self, breaker: CircuitBreaker, record: TransitionRecord) -> None:
         """Note when this replica saw each transition (after commit or adoption)."""
-        self.seen.append(
-            {
-                "breaker": breaker.name,
-                "from": record.from_state,
-                "to": record.to_state,
-                "version": record.version,
-                "at": record.at,
-                "seen": time.time(),
-                "reason": record.reason,
-            }
-        )
+        self.seen.append({**record.as_dict(), "seen": time.time()})
 
     def state(self) -> dict[str, Any]:
         """What the tests compare across replicas."""

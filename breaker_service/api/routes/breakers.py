@@ -55,9 +55,7 @@ async def list_breakers(_who: Reader, registry: RegistryDep) -> dict[str, Any]:
 async def get_breaker(name: str, _who: Reader, registry: RegistryDep) -> dict[str, Any]:
     """One breaker."""
     _known_breaker(registry, name)
-    row = registry.get(name).status()
-    row["scope"] = "instance"
-    return row
+    return registry.get(name).status()
 
 
 @router.get("/breakers/{name}/events")

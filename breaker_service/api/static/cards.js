@@ -111,8 +111,8 @@ export class BreakerCard {
       last
         ? h(
             "span",
-            { title: `${stateLabel(last.from)} → ${stateLabel(last.to)} by ${last.actor || "the breaker"}: ${last.reason}` },
-            ` · ${stateLabel(last.to)} ${ago(last.at)} (${last.reason})`,
+            { title: `${stateLabel(last.from_state)} → ${stateLabel(last.to_state)} by ${last.actor || "the breaker"}: ${last.reason}` },
+            ` · ${stateLabel(last.to_state)} ${ago(last.at)} (${last.reason})`,
           )
         : " · no transition yet",
     );
