@@ -78,8 +78,9 @@ class ResilienceSettings(BaseModel):
     retry_deadline: float | None = Field(None, gt=0, le=86400)
     retry_attempt_timeout: float | None = Field(None, gt=0, le=86400)
     retry_budget_ratio: float = Field(0.2, ge=0, le=1)
-    retry_budget_min_concurrency: int = Field(3, ge=0, le=10_000)
+    retry_budget_min_concurrency: int = Field(10, ge=0, le=10_000)
 
+    circuit_breaker_count: Literal["calls", "attempts"] = "calls"
     circuit_breaker_failure_threshold: int = Field(5, ge=1, le=100_000)
     circuit_breaker_success_threshold: int = Field(2, ge=1, le=100_000)
     circuit_breaker_timeout: float = Field(60.0, gt=0, le=86400)

@@ -838,6 +838,8 @@ RETRIES: dict[str, Any] = {
     "retry_exponential_base": 2.0,
     "retry_jitter": False,
 }
+PER_ATTEMPT: dict[str, Any] = {**RETRIES, "circuit_breaker_count": "attempts"}
+"""The counting of earlier versions: every attempt is an outcome."""
 
 
 @pytest.mark.usefixtures("no_testing_mode")
@@ -862,7 +864,7 @@ async def test_resilient_call_retries_then_succeeds(
         ProviderTimeout("slow"),
         None,
     ]
-    async with memory_registry(clock, **RETRIES) as registry:
+    async with memory_registry(clock, **PER_ATTEMPT) as registry:
         assert await registry.call("kimi", kimi.scripted) == "kimi: ok"
         assert kimi.calls == 3
         assert clock.sleeps == [0.5, 1.0]
@@ -878,7 +880,7 @@ async def test_resilient_call_isolates_providers(clock: FakeClock) -> None:
     """Kimi's failures open kimi's breaker only; glm's breaker never hears of them."""
     kimi, glm = Provider("kimi"), Provider("glm")
     async with memory_registry(
-        clock, circuit_breaker_failure_threshold=3, **RETRIES
+        clock, circuit_breaker_failure_threshold=3, **PER_ATTEMPT
     ) as registry:
         await registry.call("glm", glm.ok)
         with pytest.raises(ProviderUnavailable):
@@ -905,7 +907,7 @@ async def test_an_open_breaker_stops_retries_at_once(
     async with memory_registry(
         clock,
         circuit_breaker_failure_threshold=2,
-        **{**RETRIES, "retry_max_attempts": 6},
+        **{**PER_ATTEMPT, "retry_max_attempts": 6},
     ) as registry:
         with pytest.raises(CircuitOpenError) as refused:
             await registry.call("kimi", kimi.fail)

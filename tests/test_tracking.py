@@ -230,7 +230,7 @@ async def test_supabase_down_uploads_succeed_then_deliver_once(
                 supabase.stub.hang_seconds = None
                 supabase.stub.drop = False
             clock.advance(RECOVERY)
-            status = await wait_delivered(relay, count)
+            status = await wait_delivered(relay, count, clock=clock, step=RECOVERY)
             assert status.oldest_pending_age is None
         ids = local_upload_ids(_db(tmp_path))
         stub = supabase.stub

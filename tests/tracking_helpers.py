@@ -165,16 +165,25 @@ async def eventually(
 
 
 async def wait_delivered(
-    relay: OutboxRelay, expected: int, *, wake: bool = True
+    relay: OutboxRelay,
+    expected: int,
+    *,
+    wake: bool = True,
+    clock: FakeClock | None = None,
+    step: float = 0.0,
 ) -> OutboxStatus:
     """Wait until ``expected`` rows are delivered and none is pending.
 
     With ``wake`` the relay is nudged on every poll; without, it must get there by
-    itself (start-up delivery).
+    itself (start-up delivery). With ``clock`` and ``step``, fake time moves on by
+    ``step`` on every poll, so a batch that was in flight when the outage ended
+    (and backed off) comes due too.
     """
     last: list[OutboxStatus] = []
 
     async def done() -> bool:
+        if clock is not None and step:
+            clock.advance(step)
         if wake:
             relay.wake()
         status = await relay.status()

@@ -247,10 +247,12 @@ class CircuitBreaker(LiveCore):
             if len(self._trials) >= limit:
                 if await self._expire_stuck_trial(now):
                     continue
+                # Trials are in flight: the answer may come any moment, so a caller
+                # (a waiting batch) is told to look again soon, not at the bound.
                 started = min(self._trials.values())
                 self.rejections += 1
                 raise CircuitOpenError(
-                    self.name, started + bound - now, state=state.value
+                    self.name, min(started + bound - now, 1.0), state=state.value
                 )
             slot = None
             if self._fleet is not None:

@@ -96,6 +96,7 @@ class BreakerCore(BreakerCounters):
     def apply_transition(self, record: TransitionRecord) -> None:
         """Enter ``record.to_state`` and reset what that state starts from."""
         previous = self._state
+        healing = self.half_open_successes > 0  # some trial calls got through
         to = BreakerState(record.to_state)
         self._state = to
         self._version = record.version
@@ -103,8 +104,12 @@ class BreakerCore(BreakerCounters):
         self.consecutive_failures = 0
         self.half_open_successes = 0
         if to is BreakerState.OPEN:
+            # The open duration grows only while trials keep failing outright; a
+            # half-open with a successful trial call starts the growth over.
             self.reopen_count = (
-                self.reopen_count + 1 if previous is BreakerState.HALF_OPEN else 0
+                self.reopen_count + 1
+                if previous is BreakerState.HALF_OPEN and not healing
+                else 0
             )
             self.opened_at = record.at
             self.open_timeout = record.open_timeout or 0.0

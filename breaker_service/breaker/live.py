@@ -112,7 +112,10 @@ class LiveCore(BreakerCore):
 
     def _open_timeout_for(self, from_state: BreakerState) -> float:
         s = self.settings
-        reopens = self.reopen_count + 1 if from_state is _HALF_OPEN else 0
+        healing = self.half_open_successes > 0  # as ``BreakerCore.apply_transition``
+        reopens = (
+            self.reopen_count + 1 if from_state is _HALF_OPEN and not healing else 0
+        )
         try:
             timeout = (
                 s.circuit_breaker_timeout

@@ -1,7 +1,9 @@
 """``ResilientCalls``: retries around each provider's breaker, one policy per name.
 
 Each attempt goes through the breaker, so an open breaker stops the retries at once
-with ``CircuitOpenError``; each name has its own retry budget.
+with ``CircuitOpenError``; each name has its own retry budget. With
+``CIRCUIT_BREAKER_COUNT=calls`` (the default) the breaker counts the whole call
+once (``logical.py``); with ``attempts`` it counts every attempt, as before.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..retry.classify import Classifier
 from ..retry.policy import RetryPolicy
 from .breaker import CircuitBreaker
 from .listeners import ListenerHub
+from .logical import LogicalCall
 
 __all__ = ["ResilientCalls"]
 
@@ -66,4 +69,14 @@ class ResilientCalls:
     ) -> T:
         """Call ``fn`` with retries, each attempt guarded by ``name``'s breaker."""
         breaker = self._breaker_of(name)
-        return await self.policy(name).call(breaker.call, fn, *args, **kwargs)
+        policy = self.policy(name)
+        if breaker.settings.circuit_breaker_count == "attempts":
+            return await policy.call(breaker.call, fn, *args, **kwargs)
+        call = LogicalCall(breaker)
+        try:
+            result = await policy.call(call.attempt, fn, *args, **kwargs)
+        except BaseException as exc:
+            await call.finish(exc)
+            raise
+        await call.finish(None)
+        return result

@@ -27,7 +27,15 @@ from .classify import Classification, Classifier
 if TYPE_CHECKING:
     from ..config import ResilienceSettings
 
-__all__ = ["Attempt", "GiveUp", "RetryPolicy", "RetryScheduled", "attempts_of"]
+__all__ = [
+    "GAVE_UP_EXHAUSTED",
+    "Attempt",
+    "GiveUp",
+    "RetryPolicy",
+    "RetryScheduled",
+    "attempts_of",
+    "gave_up_of",
+]
 
 logger = logging.getLogger("breaker_service.retry")
 
@@ -66,9 +74,21 @@ def attempts_of(exc: BaseException) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _mark(exc: BaseException, attempts: int) -> None:
+def _mark(exc: BaseException, attempts: int, gave_up: str = "permanent") -> None:
+    """Note on ``exc`` how many attempts were made and why the retries stopped."""
     with contextlib.suppress(AttributeError):  # exceptions with __slots__
         exc.attempts = attempts  # type: ignore[attr-defined]
+        exc.gave_up = gave_up  # type: ignore[attr-defined]
+
+
+GAVE_UP_EXHAUSTED = frozenset({"attempts", "retry_after", "deadline"})
+"""Why a call ended that says the provider failed it (vs. "budget", "permanent")."""
+
+
+def gave_up_of(exc: BaseException) -> str | None:
+    """Why the retries around ``exc`` stopped (``None`` if no policy saw it)."""
+    reason = getattr(exc, "gave_up", None)
+    return reason if isinstance(reason, str) else None
 
 
 class RetryPolicy:
@@ -217,7 +237,7 @@ class RetryPolicy:
             _mark(exc, number)
             raise exc
         if number >= limit:
-            self._give_up(exc, number, f"{number} attempts", verdict)
+            self._give_up(exc, number, f"{number} attempts", verdict, "attempts")
         delay = self.delay_for(number - 1)
         if verdict.retry_after is not None:
             if verdict.retry_after > self.max_delay:
@@ -226,6 +246,7 @@ class RetryPolicy:
                     number,
                     f"Retry-After {verdict.retry_after:.1f}s exceeds RETRY_MAX_DELAY",
                     verdict,
+                    "retry_after",
                 )
             delay = max(delay, verdict.retry_after)
         if testing.STATE.enabled:
@@ -238,9 +259,10 @@ class RetryPolicy:
                     number,
                     f"deadline of {self.deadline:.1f}s leaves no time",
                     verdict,
+                    "deadline",
                 )
         if self._budget is not None and not self._budget.try_acquire():
-            self._give_up(exc, number, "retry budget exhausted", verdict)
+            self._give_up(exc, number, "retry budget exhausted", verdict, "budget")
         logger.info(
             "[RETRY] %s attempt %d/%d failed (%s), retrying in %.2fs",
             self.name,
@@ -256,9 +278,14 @@ class RetryPolicy:
         return delay
 
     def _give_up(
-        self, exc: BaseException, number: int, reason: str, verdict: Classification
+        self,
+        exc: BaseException,
+        number: int,
+        reason: str,
+        verdict: Classification,
+        gave_up: str,
     ) -> None:
-        _mark(exc, number)
+        _mark(exc, number, gave_up)
         logger.warning(
             "[RETRY] %s giving up after attempt %d (%s): %s",
             self.name,

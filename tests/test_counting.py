@@ -1,0 +1,226 @@
+"""Open for outages, not for degradation: how a resilient call counts (fake clock)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from breaker_helpers import Provider, memory_registry, real_backoff
+
+from breaker_service.breaker import BreakerRegistry, BreakerState
+from breaker_service.clock import FakeClock
+from breaker_service.errors import (
+    CircuitOpenError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+
+CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+
+SEED_DEFAULTS: dict[str, Any] = {  # the report's defaults, backoff shortened
+    "retry_max_attempts": 3,
+    "retry_base_delay": 0.1,
+    "retry_max_delay": 1.0,
+    "circuit_breaker_failure_threshold": 5,
+    "circuit_breaker_timeout": 60.0,
+}
+
+
+@pytest.fixture(autouse=True)
+def _backoff_on_the_fake_clock() -> Iterator[None]:
+    with real_backoff():
+        yield
+
+
+class Flaky:
+    """An upstream failing a seeded share of requests with 503."""
+
+    def __init__(self, rate: float, seed: int) -> None:
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.requests = 0
+        self.down = False
+
+    async def upload(self) -> str:
+        self.requests += 1
+        if self.down or self.rng.random() < self.rate:
+            raise ProviderUnavailable("injected", provider="kimi", status=503)
+        return "ok"
+
+
+async def _batch(registry: BreakerRegistry, upstream: Flaky, n: int) -> int:
+    done = 0
+    for _ in range(n):
+        try:
+            await registry.call("kimi", upstream.upload)
+        except (ProviderUnavailable, CircuitOpenError):
+            continue
+        done += 1
+    return done
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.2, 0.3, 0.4, 0.5])
+async def test_random_faults_do_not_open_the_breaker_counting_calls(
+    rate: float,
+) -> None:
+    """Up to 50 % random 503s: 200 calls, same seeds, breaker on = breaker off."""
+    outcomes = {}
+    for mode in ("calls", "off"):
+        clock = FakeClock()
+        upstream = Flaky(rate, seed=11)
+        settings = dict(SEED_DEFAULTS, circuit_breaker_count="calls")
+        if mode == "off":
+            settings["resilience_circuit_breaker_enabled"] = False
+        async with memory_registry(clock, **settings) as registry:
+            outcomes[mode] = await _batch(registry, upstream, 200)
+            if mode == "calls":
+                assert registry.get("kimi").version == 0  # never opened
+    assert outcomes["calls"] == outcomes["off"]
+
+
+async def test_counting_attempts_trips_on_the_same_faults() -> None:
+    """The earlier rule (every attempt counts) opens at 50 % and loses uploads."""
+    clock = FakeClock()
+    upstream = Flaky(0.5, seed=11)
+    async with memory_registry(
+        clock, **SEED_DEFAULTS, circuit_breaker_count="attempts"
+    ) as registry:
+        await _batch(registry, upstream, 200)
+        assert registry.get("kimi").version > 0
+
+
+async def test_an_outage_opens_after_threshold_failed_calls() -> None:
+    """Everything failing: open after 5 failed calls (15 attempts), then no request."""
+    clock = FakeClock()
+    upstream = Flaky(0.0, seed=1)
+    upstream.down = True
+    async with memory_registry(clock, **SEED_DEFAULTS) as registry:
+        assert await _batch(registry, upstream, 60) == 0
+        breaker = registry.get("kimi")
+        assert breaker.state is OPEN
+        assert upstream.requests == 5 * 3
+        assert breaker.failures == 5
+        assert breaker.rejections == 55
+
+
+async def test_hung_attempts_count_at_once() -> None:
+    """Timeouts count as they happen: a hung provider opens after 5 timed-out calls."""
+    clock = FakeClock()
+    kimi = Provider("kimi")
+    async with memory_registry(clock, **SEED_DEFAULTS) as registry:
+        for _ in range(4):
+            with pytest.raises(ProviderTimeout):
+                await registry.call("kimi", kimi.timeout)
+        breaker = registry.get("kimi")
+        assert (breaker.state, breaker.timeouts) == (CLOSED, 4)  # one per call
+        with pytest.raises(CircuitOpenError):  # the 5th call's first timeout trips it
+            await registry.call("kimi", kimi.timeout)
+        assert breaker.state is OPEN
+        assert kimi.calls == 4 * 3 + 1
+
+
+async def test_a_call_cut_short_by_the_budget_counts_as_nothing() -> None:
+    """The retry budget refusing a retry says nothing about the provider."""
+    clock = FakeClock()
+    kimi = Provider("kimi")
+    async with memory_registry(
+        clock,
+        **SEED_DEFAULTS,
+        retry_budget_ratio=0.0,
+        retry_budget_min_concurrency=0,
+    ) as registry:
+        for _ in range(10):
+            with pytest.raises(ProviderUnavailable) as failed:
+                await registry.call("kimi", kimi.fail)
+            assert failed.value.gave_up == "budget"  # type: ignore[attr-defined]
+        breaker = registry.get("kimi")
+        assert breaker.state is CLOSED
+        assert (breaker.failures, breaker.ignored) == (0, 10)
+
+
+async def test_a_success_after_retries_is_one_success() -> None:
+    """503, 503, ok: one success in the log, no failure, the streak reset."""
+    clock = FakeClock()
+    kimi = Provider("kimi")
+    kimi.script = [ProviderUnavailable("a", status=503)] * 2 + [None]
+    async with memory_registry(clock, **SEED_DEFAULTS) as registry:
+        assert await registry.call("kimi", kimi.scripted) == "kimi: ok"
+        kinds = [e.kind for e in await registry.history("kimi")]
+    assert kinds == ["success"]
+
+
+async def test_a_trial_is_one_call_with_its_retries() -> None:
+    """HALF_OPEN: a trial's failed attempt does not reopen; its retry closes the breaker."""
+    clock = FakeClock()
+    kimi = Provider("kimi")
+    async with memory_registry(
+        clock,
+        **{
+            **SEED_DEFAULTS,
+            "circuit_breaker_failure_threshold": 1,
+            "circuit_breaker_success_threshold": 1,
+        },
+    ) as registry:
+        with pytest.raises(ProviderUnavailable):
+            await registry.call("kimi", kimi.fail)
+        breaker = registry.get("kimi")
+        assert breaker.state is OPEN
+        clock.advance(60)
+        kimi.script = [ProviderUnavailable("b", status=503), None]
+        assert await registry.call("kimi", kimi.scripted) == "kimi: ok"
+        assert breaker.state is CLOSED
+        assert breaker.trials_in_flight == 0
+
+
+async def test_a_failed_trial_call_reopens_once() -> None:
+    """HALF_OPEN: a trial call that fails after its retries reopens the breaker."""
+    clock = FakeClock()
+    kimi = Provider("kimi")
+    async with memory_registry(
+        clock, **{**SEED_DEFAULTS, "circuit_breaker_failure_threshold": 1}
+    ) as registry:
+        with pytest.raises(ProviderUnavailable):
+            await registry.call("kimi", kimi.fail)
+        clock.advance(60)
+        calls_before = kimi.calls
+        with pytest.raises(ProviderUnavailable):
+            await registry.call("kimi", kimi.fail)
+        breaker = registry.get("kimi")
+        assert breaker.state is OPEN
+        assert kimi.calls - calls_before == 3  # the trial kept its slot for retries
+        reasons = [
+            e.reason for e in await registry.history("kimi", kinds=["transition"])
+        ]
+    assert reasons[-1] == "trial call failed (503)"
+
+
+async def test_growing_open_duration_starts_over_after_a_successful_trial() -> None:
+    """Trials failing outright double the wait; a trial that got through resets it."""
+    clock = FakeClock()
+    kimi = Provider("kimi")
+    async with memory_registry(
+        clock,
+        **{
+            **SEED_DEFAULTS,
+            "retry_max_attempts": 1,
+            "circuit_breaker_failure_threshold": 1,
+            "circuit_breaker_success_threshold": 2,
+            "circuit_breaker_timeout": 10.0,
+            "circuit_breaker_timeout_multiplier": 2.0,
+        },
+    ) as registry:
+        breaker = registry.get("kimi")
+        with pytest.raises(ProviderUnavailable):
+            await registry.call("kimi", kimi.fail)
+        clock.advance(10)
+        with pytest.raises(ProviderUnavailable):
+            await registry.call("kimi", kimi.fail)  # trial fails outright
+        assert breaker.open_timeout == pytest.approx(20.0)
+        clock.advance(20)
+        await registry.call("kimi", kimi.ok)  # one trial through (needs two)
+        with pytest.raises(ProviderUnavailable):
+            await registry.call("kimi", kimi.fail)
+        assert breaker.state is OPEN
+        assert breaker.open_timeout == pytest.approx(10.0)  # healing: back to base
