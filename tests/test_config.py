@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import AliasChoices, BaseModel, SecretStr, ValidationError
 
 from breaker_service.config import (
+    AuthSettings,
+    DatabaseSettings,
+    EventLogSettings,
+    FleetSettings,
+    HttpSettings,
+    ProviderSettings,
+    ProviderSpec,
     ResilienceSettings,
+    ServiceSettings,
     Settings,
+    SupabaseSettings,
+    UploadSettings,
     load_settings,
     normalize_database_url,
 )
 from breaker_service.errors import BreakerServiceError, ConfigError
 
-_OUR_VARIABLES = frozenset(name.upper() for name in Settings.model_fields)
+
+def _variables_of(model: type[BaseModel]) -> frozenset[str]:
+    """Every variable that sets a field of ``model``: its name and its aliases."""
+    names = set()
+    for name, field in model.model_fields.items():
+        names.add(name.upper())
+        if isinstance(field.validation_alias, AliasChoices):
+            names.update(str(a).upper() for a in field.validation_alias.choices)
+    return frozenset(names)
+
+
+_OUR_VARIABLES = _variables_of(Settings) | {"GATEWAY_KEY"}
 
 
 @pytest.fixture(autouse=True)
@@ -365,7 +387,7 @@ def test_provider_override_applies_to_that_provider_only(
     assert settings.for_provider("GLM").circuit_breaker_timeout == 30.0
     assert settings.for_provider("kimi").circuit_breaker_timeout == 60.0
     assert settings.for_provider(None).circuit_breaker_timeout == 60.0
-    assert settings.resilience().circuit_breaker_timeout == 60.0
+    assert settings.resilience.circuit_breaker_timeout == 60.0
     assert settings.circuit_breaker_timeout == 60.0
 
 
@@ -380,7 +402,7 @@ def test_provider_override_keeps_the_other_settings(
     assert kimi.retry_max_attempts == 2
     assert settings.for_provider("glm").retry_max_attempts == 5
     assert kimi.model_dump(exclude={"retry_max_attempts"}) == (
-        settings.resilience().model_dump(exclude={"retry_max_attempts"})
+        settings.resilience.model_dump(exclude={"retry_max_attempts"})
     )
 
 
@@ -497,6 +519,331 @@ def test_enable_switches(
     """RESILIENCE_ENABLED turns off both halves; each half has its own switch."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    resolved = load_settings(env_file=None).resilience()
+    resolved = load_settings(env_file=None).resilience
     assert resolved.retry_active is retry_active
     assert resolved.breaker_active is breaker_active
+
+
+# -- the public variables ------------------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_variables() -> list[str]:
+    """The variables named in the first column of the README's configuration table."""
+    table = README.read_text().split("| variable | default | meaning |", 1)[1]
+    rows = table.split("\n\n", 1)[0].splitlines()[2:]
+    first_columns = [row.split("|")[1] for row in rows]
+    return sorted(
+        {
+            name
+            for column in first_columns
+            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", column)
+        }
+    )
+
+
+def test_readme_names_some_variables() -> None:
+    """The table parsed: the report's variables and the aliases are in it."""
+    names = _readme_variables()
+    assert {"RETRY_MAX_ATTEMPTS", "DATABASE_URL", "MOONSHOT_API_KEY"} <= set(names)
+
+
+@pytest.mark.parametrize("variable", _readme_variables())
+def test_every_readme_variable_sets_a_field(variable: str) -> None:
+    """Each documented variable still names a field or one of its aliases."""
+    assert variable in _variables_of(Settings)
+
+
+# -- sections --------------------------------------------------------------------
+
+SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("resilience", ResilienceSettings),
+    ("database", DatabaseSettings),
+    ("fleet", FleetSettings),
+    ("event_log", EventLogSettings),
+    ("http", HttpSettings),
+    ("supabase", SupabaseSettings),
+    ("auth", AuthSettings),
+    ("uploads", UploadSettings),
+    ("service", ServiceSettings),
+]
+
+
+def test_every_field_is_in_exactly_one_section() -> None:
+    """The sections (and the provider fields) partition the flat fields."""
+    groups = [set(model.model_fields) for _, model in SECTIONS]
+    groups.append(set(ProviderSettings.model_fields))
+    groups.append({"provider_overrides"})
+    assert sum(len(group) for group in groups) == len(Settings.model_fields)
+    assert set().union(*groups) == set(Settings.model_fields)
+
+
+@pytest.mark.parametrize(("attribute", "model"), SECTIONS)
+def test_section_matches_the_flat_fields(
+    attribute: str, model: type[BaseModel]
+) -> None:
+    """``settings.<section>`` is a frozen model with the flat fields' values."""
+    settings = load_settings(env_file=None, breaker_service_jwt_secret="s" * 32)
+    section = getattr(settings, attribute)
+    assert type(section) is model
+    assert section.model_config.get("frozen") is True
+    for name in model.model_fields:
+        assert getattr(section, name) == getattr(settings, name), name
+    assert getattr(settings, attribute) is section, "built once"
+
+
+SECTION_FROM_ENVIRONMENT = [
+    pytest.param(
+        "EVENT_LOG_BATCH_SIZE", "7", "event_log.event_log_batch_size", 7, id="log"
+    ),
+    pytest.param(
+        "DATABASE_URL",
+        "postgres://svc@db/app",
+        "database.database_url",
+        "postgresql+asyncpg://svc@db/app",
+        id="database-normalised",
+    ),
+    pytest.param(
+        "BREAKER_REPLICA_ID", "r-7", "fleet.breaker_replica_id", "r-7", id="fleet"
+    ),
+    pytest.param("HTTP_READ_TIMEOUT", "9", "http.http_read_timeout", 9.0, id="http"),
+    pytest.param(
+        "OUTBOX_BATCH_SIZE", "5", "supabase.outbox_batch_size", 5, id="outbox"
+    ),
+    pytest.param("AUTH_DISABLED", "true", "auth.auth_disabled", True, id="auth"),
+    pytest.param(
+        "UPLOAD_PROVIDER_ORDER",
+        "GLM, kimi",
+        "uploads.provider_order",
+        ["glm", "kimi"],
+        id="uploads",
+    ),
+    pytest.param("SERVICE_PORT", "9000", "service.service_port", 9000, id="port"),
+    pytest.param(
+        "CIRCUIT_BREAKER_TIMEOUT",
+        "12",
+        "resilience.circuit_breaker_timeout",
+        12.0,
+        id="resilience",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "where", "expected"), SECTION_FROM_ENVIRONMENT
+)
+def test_section_reads_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    raw: str,
+    where: str,
+    expected: object,
+) -> None:
+    """A variable shows up, validated, in its section and as the flat attribute."""
+    monkeypatch.setenv(variable, raw)
+    settings = load_settings(env_file=None)
+    section, field = where.split(".")
+    assert getattr(getattr(settings, section), field) == expected
+    assert getattr(settings, field) == expected
+
+
+def test_supabase_section_says_whether_tracking_is_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``supabase_enabled`` needs both the URL and a key, on the section and flat."""
+    monkeypatch.setenv("SUPABASE_URL", "https://xyz.supabase.co")
+    assert not load_settings(env_file=None).supabase.supabase_enabled
+    monkeypatch.setenv("SUPABASE_KEY", "service-role-key")
+    settings = load_settings(env_file=None)
+    assert settings.supabase.supabase_enabled
+    assert settings.supabase_enabled
+
+
+def test_model_copy_rebuilds_the_sections() -> None:
+    """A copy with changed fields shows them in its sections and resolutions."""
+    settings = load_settings(env_file=None)
+    assert settings.resilience.circuit_breaker_timeout == 60.0
+    assert settings.for_provider("kimi").circuit_breaker_timeout == 60.0
+    assert settings.providers["kimi"].base_url == "https://api.moonshot.cn"
+    copied = settings.model_copy(
+        update={"circuit_breaker_timeout": 5.0, "kimi_base_url": "http://k.test"}
+    )
+    assert copied.resilience.circuit_breaker_timeout == 5.0
+    assert copied.for_provider("kimi").circuit_breaker_timeout == 5.0
+    assert copied.providers["kimi"].base_url == "http://k.test"
+    assert settings.resilience.circuit_breaker_timeout == 60.0
+
+
+# -- provider specs ------------------------------------------------------------------
+
+
+def test_builtin_provider_specs_by_default() -> None:
+    """Kimi and GLM are specs like any other, without keys until one is set."""
+    providers = load_settings(env_file=None).providers
+    assert list(providers) == ["kimi", "glm"]
+    assert providers["kimi"] == ProviderSpec(
+        name="kimi",
+        base_url="https://api.moonshot.cn",
+        path="/v1/files",
+        api_key=None,
+        key_variable="KIMI_API_KEY (or MOONSHOT_API_KEY)",
+        purpose="file-extract",
+        max_bytes=100 * 1024 * 1024,
+        dialect="kimi",
+    )
+    assert providers["glm"] == ProviderSpec(
+        name="glm",
+        base_url="https://open.bigmodel.cn",
+        path="/api/paas/v4/files",
+        api_key=None,
+        key_variable="GLM_API_KEY (or ZHIPUAI_API_KEY)",
+        purpose="file-extract",
+        max_bytes=100 * 1024 * 1024,
+        dialect="glm",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "key_variable"),
+    [
+        pytest.param("kimi", "KIMI_API_KEY", id="kimi"),
+        pytest.param("kimi", "MOONSHOT_API_KEY", id="moonshot"),
+        pytest.param("glm", "GLM_API_KEY", id="glm"),
+        pytest.param("glm", "ZHIPUAI_API_KEY", id="zhipuai"),
+    ],
+)
+def test_builtin_provider_spec_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, name: str, key_variable: str
+) -> None:
+    """``<NAME>_BASE_URL``, ``_PURPOSE``, ``_MAX_BYTES`` and the key fill the spec."""
+    prefix = name.upper()
+    monkeypatch.setenv(key_variable, "sk-spec-key")
+    monkeypatch.setenv(f"{prefix}_BASE_URL", "http://files.test")
+    monkeypatch.setenv(f"{prefix}_PURPOSE", "batch")
+    monkeypatch.setenv(f"{prefix}_MAX_BYTES", "1234")
+    spec = load_settings(env_file=None).providers[name]
+    assert spec.api_key == SecretStr("sk-spec-key")
+    assert (spec.base_url, spec.purpose, spec.max_bytes, spec.dialect) == (
+        "http://files.test",
+        "batch",
+        1234,
+        name,
+    )
+    assert "sk-spec-key" not in repr(spec)
+
+
+GATEWAY = (
+    '[{"name": "gateway", "base_url": "https://gw.test", "path": "/files", '
+    '"api_key_env": "GATEWAY_KEY", "purpose": "assistants", "max_bytes": 99}]'
+)
+
+
+def test_compatible_provider_spec_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ``OPENAI_COMPAT_PROVIDERS`` entry is a spec with the key its variable holds."""
+    monkeypatch.setenv("OPENAI_COMPAT_PROVIDERS", GATEWAY)
+    monkeypatch.setenv("GATEWAY_KEY", "gw-secret")
+    providers = load_settings(env_file=None).providers
+    assert list(providers) == ["kimi", "glm", "gateway"]
+    assert providers["gateway"] == ProviderSpec(
+        name="gateway",
+        base_url="https://gw.test",
+        path="/files",
+        api_key=SecretStr("gw-secret"),
+        key_variable="GATEWAY_KEY",
+        purpose="assistants",
+        max_bytes=99,
+        dialect="openai",
+    )
+
+
+def test_compatible_provider_key_unset_or_empty_is_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No value (or an empty one) for ``api_key_env`` leaves the spec without a key."""
+    monkeypatch.setenv("OPENAI_COMPAT_PROVIDERS", GATEWAY)
+    assert load_settings(env_file=None).providers["gateway"].api_key is None
+    monkeypatch.setenv("GATEWAY_KEY", "")
+    assert load_settings(env_file=None).providers["gateway"].api_key is None
+
+
+def test_compatible_provider_key_read_from_the_given_env_file(tmp_path: Path) -> None:
+    """The key variable is read from the env file the settings are loaded from."""
+    env_file = tmp_path / "service.env"
+    env_file.write_text(f"OPENAI_COMPAT_PROVIDERS='{GATEWAY}'\nGATEWAY_KEY=from-file\n")
+    spec = load_settings(env_file=env_file).providers["gateway"]
+    assert spec.api_key == SecretStr("from-file")
+
+
+def test_env_file_none_reads_no_compatible_key_from_dotenv(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``env_file=None`` ignores a key in ``./.env``, like every other variable."""
+    (tmp_path / ".env").write_text("GATEWAY_KEY=from-dotenv\n")
+    monkeypatch.setenv("OPENAI_COMPAT_PROVIDERS", GATEWAY)
+    assert load_settings(env_file=None).providers["gateway"].api_key is None
+    assert load_settings().providers["gateway"].api_key == SecretStr("from-dotenv")
+
+
+def test_compatible_provider_given_as_a_keyword(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Providers passed to ``load_settings`` also get their key from the environment."""
+    monkeypatch.setenv("GATEWAY_KEY", "gw-secret")
+    settings = load_settings(
+        env_file=None,
+        openai_compat_providers=[
+            {
+                "name": "gateway",
+                "base_url": "https://gw.test",
+                "api_key_env": "GATEWAY_KEY",
+            }
+        ],
+    )
+    assert settings.providers["gateway"].api_key == SecretStr("gw-secret")
+    assert settings.providers["gateway"].path == "/v1/files"
+
+
+def test_compatible_provider_may_replace_a_builtin_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An entry named ``kimi`` replaces the built-in spec, keeping its place."""
+    monkeypatch.setenv("OPENAI_COMPAT_PROVIDERS", GATEWAY.replace("gateway", "kimi"))
+    providers = load_settings(env_file=None).providers
+    assert list(providers) == ["kimi", "glm"]
+    assert providers["kimi"].dialect == "openai"
+    assert providers["kimi"].base_url == "https://gw.test"
+
+
+def test_invalid_compatible_provider_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A malformed entry fails at start-up naming OPENAI_COMPAT_PROVIDERS."""
+    monkeypatch.setenv("OPENAI_COMPAT_PROVIDERS", GATEWAY.replace("https://", "ftp://"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None)
+    assert caught.value.variable == "OPENAI_COMPAT_PROVIDERS"
+
+
+# -- for_provider resolves once --------------------------------------------------------
+
+
+def test_for_provider_resolves_once_per_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same object comes back for a provider, whatever the case of its name."""
+    monkeypatch.setenv("CIRCUIT_BREAKER_TIMEOUT__GLM", "30")
+    settings = load_settings(env_file=None)
+    glm = settings.for_provider("glm")
+    assert settings.for_provider("glm") is glm
+    assert settings.for_provider("GLM") is glm
+    assert settings.for_provider("kimi") is settings.for_provider("kimi")
+
+
+def test_provider_without_overrides_shares_the_global_settings() -> None:
+    """No override: the provider's settings are the global section itself."""
+    settings = load_settings(env_file=None)
+    assert settings.for_provider("kimi") is settings.resilience
+    assert settings.for_provider(None) is settings.resilience

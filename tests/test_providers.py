@@ -33,7 +33,12 @@ from breaker_service.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from breaker_service.providers import Provider, build_providers, http_client_for
+from breaker_service.providers import (
+    HttpFilesProvider,
+    Provider,
+    build_providers,
+    http_client_for,
+)
 from breaker_service.providers.errors import map_transport_error
 from breaker_service.providers.flaky import free_port
 
@@ -414,23 +419,57 @@ async def test_openai_compatible_provider_without_key(
     assert "GATEWAY_KEY" in reason
 
 
+async def test_every_provider_is_built_from_its_spec(
+    sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kimi, GLM and a compatible gateway: one provider per spec, fields carried over."""
+    monkeypatch.setenv("GATEWAY_KEY", "gw-key-1")
+    settings = make_settings(
+        sample.parent,
+        openai_compat_providers=[
+            {
+                "name": "gateway",
+                "base_url": "http://gw.test",
+                "api_key_env": "GATEWAY_KEY",
+            }
+        ],
+    )
+    async with providers_for(settings) as providers:
+        assert list(providers) == list(settings.providers) == ["kimi", "glm", "gateway"]
+        for name, spec in settings.providers.items():
+            provider = providers[name]
+            assert isinstance(provider, HttpFilesProvider)
+            assert provider.url == spec.base_url.rstrip("/") + spec.path
+            assert (provider.dialect, provider.key_variable) == (
+                spec.dialect,
+                spec.key_variable,
+            )
+            assert (provider.default_purpose, provider.max_bytes) == (
+                spec.purpose,
+                spec.max_bytes,
+            )
+            assert provider.unavailable_reason is None
+
+
 async def test_openai_dialect_insufficient_quota(sample: Path) -> None:
     """OpenAI's ``insufficient_quota`` 429 is permanent, other 429s transient."""
     gateway = {"name": "gateway", "base_url": "", "api_key_env": "GATEWAY_KEY"}
     quota = {"error": {"type": "insufficient_quota", "message": "no credit"}}
     busy = {"error": {"type": "requests", "message": "slow down"}}
-    with reply_server([Reply(429, quota), Reply(429, busy)]) as server:
+    with (
+        reply_server([Reply(429, quota), Reply(429, busy)]) as server,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setenv("GATEWAY_KEY", "gw-key-1")  # read with the settings, at load
         settings = make_settings(
             sample.parent,
             openai_compat_providers=[{**gateway, "base_url": server.url}],
         )
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("GATEWAY_KEY", "gw-key-1")
-            async with providers_for(settings) as providers:
-                with pytest.raises(ProviderRejected):
-                    await providers["gateway"].upload(sample, filename=sample.name)
-                with pytest.raises(ProviderUnavailable):
-                    await providers["gateway"].upload(sample, filename=sample.name)
+        async with providers_for(settings) as providers:
+            with pytest.raises(ProviderRejected):
+                await providers["gateway"].upload(sample, filename=sample.name)
+            with pytest.raises(ProviderUnavailable):
+                await providers["gateway"].upload(sample, filename=sample.name)
 
 
 def _all_httpx_errors() -> list[type[httpx.HTTPError]]:

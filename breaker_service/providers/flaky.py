@@ -33,18 +33,6 @@ from starlette.types import Receive, Scope, Send
 
 __all__ = ["FaultConfig", "FlakyProvider", "create_app", "serve_in_thread"]
 
-FAULT_KINDS = (
-    "429",
-    "429_retry_after",
-    "quota",
-    "500",
-    "502",
-    "503",
-    "504",
-    "hang",
-    "drop",
-)
-
 
 class FaultConfig(BaseModel):
     """How the server misbehaves. ``error_rate`` picks a fault; ``mix`` weighs which."""
