@@ -760,17 +760,26 @@ async def test_transitions_are_logged_warning_for_opens_info_otherwise(
         if r.name == "breaker_service.breaker"
     ]
     assert lines == [
-        (logging.WARNING, "[CIRCUIT] kimi: closed -> open (5 consecutive failures)"),
-        (logging.INFO, "[CIRCUIT] kimi: open -> half_open (cooldown of 60s elapsed)"),
+        (
+            logging.WARNING,
+            "[CIRCUIT] State transition: kimi: closed -> open (5 consecutive failures)",
+        ),
         (
             logging.INFO,
-            "[CIRCUIT] kimi: half_open -> closed (2 successful trial calls)",
+            "[CIRCUIT] State transition: kimi: open -> half_open (cooldown of 60s elapsed)",
+        ),
+        (
+            logging.INFO,
+            "[CIRCUIT] State transition: kimi: half_open -> closed (2 successful trial calls)",
         ),
         (
             logging.WARNING,
-            "[CIRCUIT] kimi: closed -> forced_open (maintenance; by alice)",
+            "[CIRCUIT] State transition: kimi: closed -> forced_open (maintenance; by alice)",
         ),
-        (logging.INFO, "[CIRCUIT] kimi: forced_open -> closed (done; by alice)"),
+        (
+            logging.INFO,
+            "[CIRCUIT] State transition: kimi: forced_open -> closed (done; by alice)",
+        ),
     ]
 
 

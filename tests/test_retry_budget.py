@@ -220,9 +220,10 @@ async def test_budget_stops_a_retry_storm(
     assert sum(reasons.values()) == 100
     assert all((attempts_of(r) or 0) <= 3 for r in results)
     assert budget.active_retries == 0
-    assert "[RETRY] kimi giving up after attempt 1 (503): retry budget exhausted" in [
-        r.getMessage() for r in caplog.records
-    ]
+    assert (
+        "[RETRY] kimi giving up after attempt 1 (503, retry budget exhausted): down"
+        in [r.getMessage() for r in caplog.records]
+    )
 
 
 async def test_budget_is_shared_by_policies_of_one_provider(clock: FakeClock) -> None:

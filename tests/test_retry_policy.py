@@ -697,15 +697,24 @@ def retry_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
 async def test_log_lines_for_retries_and_give_up(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """INFO per scheduled retry with provider, attempt, status and wait; WARNING on give-up."""
+    """INFO per scheduled retry with provider, attempt, status, wait and error; WARNING on give-up."""
     caplog.set_level(logging.INFO, logger="breaker_service")
     policy = policy_on(clock, name="kimi", base_delay=0.42)
     with pytest.raises(ProviderUnavailable):
         await policy.call(Script(unavailable(503)))
     assert retry_records(caplog) == [
-        (logging.INFO, "[RETRY] kimi attempt 1/3 failed (503), retrying in 0.42s"),
-        (logging.INFO, "[RETRY] kimi attempt 2/3 failed (503), retrying in 0.84s"),
-        (logging.WARNING, "[RETRY] kimi giving up after attempt 3 (503): 3 attempts"),
+        (
+            logging.INFO,
+            "[RETRY] kimi attempt 1/3 failed (503), retrying after 0.42s: HTTP 503",
+        ),
+        (
+            logging.INFO,
+            "[RETRY] kimi attempt 2/3 failed (503), retrying after 0.84s: HTTP 503",
+        ),
+        (
+            logging.WARNING,
+            "[RETRY] kimi giving up after attempt 3 (503, 3 attempts): HTTP 503",
+        ),
     ]
 
 

@@ -204,12 +204,20 @@ class LiveCore(BreakerCore):
         level = logging.WARNING if state in (_OPEN, _FORCED_OPEN) else logging.INFO
         logger.log(
             level,
-            "[CIRCUIT] %s: %s -> %s (%s%s)",
+            "[CIRCUIT] State transition: %s: %s -> %s (%s%s)",
             self.name,
             record.from_state,
             record.to_state,
             record.reason,
             by,
+            extra={
+                "provider": self.name,
+                "from_state": record.from_state,
+                "to_state": record.to_state,
+                "reason": record.reason,
+                "actor": record.actor,
+                "version": record.version,
+            },
         )
         if self._on_transition is not None:
             self._on_transition(self, record)

@@ -9,7 +9,6 @@ be retried; Zhipu code 1113 is arrears). API keys are scrubbed from every messag
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,19 +20,10 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from ..redaction import scrub
 from ..retry.classify import DEFAULT_RETRY_STATUSES, parse_retry_after
 
 __all__ = ["DIALECTS", "Dialect", "map_response", "map_transport_error", "scrub"]
-
-_KEYLIKE = re.compile(r"\b(sk-|Bearer\s+)[A-Za-z0-9._\-]{4,}")
-
-
-def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` without any of ``secrets`` and without anything that looks like a key."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _KEYLIKE.sub(lambda m: m.group(1) + "***", text)
 
 
 def map_transport_error(

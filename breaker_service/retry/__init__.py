@@ -8,7 +8,14 @@ from .classify import (
     Classifier,
     parse_retry_after,
 )
-from .policy import Attempt, GiveUp, RetryPolicy, RetryScheduled, attempts_of
+from .policy import (
+    Attempt,
+    GiveUp,
+    GiveUpCause,
+    RetryPolicy,
+    RetryScheduled,
+    attempts_of,
+)
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",
@@ -16,6 +23,7 @@ __all__ = [
     "Classification",
     "Classifier",
     "GiveUp",
+    "GiveUpCause",
     "RetryBudget",
     "RetryPolicy",
     "RetryScheduled",

@@ -4,6 +4,11 @@ Each failed attempt is classified; transient ones are retried after an exponenti
 fully jittered backoff (or the server's ``Retry-After``), within the attempt limit,
 the optional deadline and the provider's retry budget. Giving up re-raises the last
 error itself, with ``attempts`` set on it.
+
+Each scheduled retry logs ``[RETRY] kimi attempt 1/3 failed (503), retrying after
+1.00s: <error>`` at INFO, a give-up ``[RETRY] kimi giving up after attempt 3 (503, 3
+attempts): <error>`` at WARNING; the error's message is scrubbed of keys, and the
+values ride along as ``extra=`` fields for structured formatters.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from .. import testing
 from ..clock import Clock, SystemClock
+from ..redaction import error_text
 from .backoff import backoff_delay
 from .budget import RetryBudget
 from .classify import Classification, Classifier
@@ -31,6 +37,7 @@ __all__ = [
     "GAVE_UP_EXHAUSTED",
     "Attempt",
     "GiveUp",
+    "GiveUpCause",
     "RetryPolicy",
     "RetryScheduled",
     "attempts_of",
@@ -43,6 +50,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _DEFAULT_CLASSIFIER = Classifier()
+
+GiveUpCause = Literal["attempts", "retry_after", "deadline", "budget"]
+"""Why a policy stopped retrying a transient error, as a low-cardinality code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +76,7 @@ class GiveUp:
     reason: str
     error: BaseException
     classification: Classification
+    cause: GiveUpCause = "attempts"
 
 
 def attempts_of(exc: BaseException) -> int | None:
@@ -237,7 +248,14 @@ class RetryPolicy:
             _mark(exc, number)
             raise exc
         if number >= limit:
-            self._give_up(exc, number, f"{number} attempts", verdict, "attempts")
+            self._give_up(
+                exc,
+                number,
+                f"{number} attempts",
+                limit=limit,
+                verdict=verdict,
+                cause="attempts",
+            )
         delay = self.delay_for(number - 1)
         if verdict.retry_after is not None:
             if verdict.retry_after > self.max_delay:
@@ -245,8 +263,9 @@ class RetryPolicy:
                     exc,
                     number,
                     f"Retry-After {verdict.retry_after:.1f}s exceeds RETRY_MAX_DELAY",
-                    verdict,
-                    "retry_after",
+                    limit=limit,
+                    verdict=verdict,
+                    cause="retry_after",
                 )
             delay = max(delay, verdict.retry_after)
         if testing.STATE.enabled:
@@ -258,18 +277,38 @@ class RetryPolicy:
                     exc,
                     number,
                     f"deadline of {self.deadline:.1f}s leaves no time",
-                    verdict,
-                    "deadline",
+                    limit=limit,
+                    verdict=verdict,
+                    cause="deadline",
                 )
         if self._budget is not None and not self._budget.try_acquire():
-            self._give_up(exc, number, "retry budget exhausted", verdict, "budget")
+            self._give_up(
+                exc,
+                number,
+                "retry budget exhausted",
+                limit=limit,
+                verdict=verdict,
+                cause="budget",
+            )
+        text = error_text(exc)
         logger.info(
-            "[RETRY] %s attempt %d/%d failed (%s), retrying in %.2fs",
+            "[RETRY] %s attempt %d/%d failed (%s), retrying after %.2fs: %s",
             self.name,
             number,
             limit,
             verdict.kind,
             delay,
+            text,
+            extra={
+                "provider": self.name,
+                "attempt": number,
+                "max_attempts": limit,
+                "delay": delay,
+                "status": verdict.status,
+                "kind": verdict.kind,
+                "error": text,
+                "error_type": type(exc).__name__,
+            },
         )
         if self._on_retry is not None:
             self._on_retry(
@@ -282,19 +321,34 @@ class RetryPolicy:
         exc: BaseException,
         number: int,
         reason: str,
+        *,
+        limit: int,
         verdict: Classification,
-        gave_up: str,
+        cause: GiveUpCause,
     ) -> None:
-        _mark(exc, number, gave_up)
+        _mark(exc, number, cause)
+        text = error_text(exc)
         logger.warning(
-            "[RETRY] %s giving up after attempt %d (%s): %s",
+            "[RETRY] %s giving up after attempt %d (%s, %s): %s",
             self.name,
             number,
             verdict.kind,
             reason,
+            text,
+            extra={
+                "provider": self.name,
+                "attempt": number,
+                "max_attempts": limit,
+                "status": verdict.status,
+                "kind": verdict.kind,
+                "reason": reason,
+                "cause": cause,
+                "error": text,
+                "error_type": type(exc).__name__,
+            },
         )
         if self._on_give_up is not None:
-            self._on_give_up(GiveUp(self.name, number, reason, exc, verdict))
+            self._on_give_up(GiveUp(self.name, number, reason, exc, verdict, cause))
         raise exc
 
     def _attempt_timeout(self, started: float) -> float | None:
