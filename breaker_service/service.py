@@ -228,6 +228,7 @@ class Service:
             order=settings.provider_order,
             clock=self.clock,
             max_concurrency=settings.upload_max_concurrency,
+            batch_deadline=settings.upload_batch_deadline,
             relay=self.relay,
             keeper=self.keeper,
         )

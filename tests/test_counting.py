@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from breaker_helpers import Provider, memory_registry, real_backoff
+from upload_helpers import flaky_server, open_orchestrator, write_file
+from upload_helpers import make_settings as make_upload_settings
 
 from breaker_service.breaker import BreakerRegistry, BreakerState
 from breaker_service.clock import FakeClock
@@ -224,3 +227,84 @@ async def test_growing_open_duration_starts_over_after_a_successful_trial() -> N
             await registry.call("kimi", kimi.fail)
         assert breaker.state is OPEN
         assert breaker.open_timeout == pytest.approx(10.0)  # healing: back to base
+
+
+# -- batches wait instead of failing fast -------------------------------------------------
+
+
+async def test_a_batch_waits_for_the_breaker_within_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """Kimi down 90 s, no fallback: the batch waits out the open breaker, all succeed."""
+    clock = FakeClock()
+    with flaky_server("kimi") as kimi:
+        allowed = tmp_path / "files"
+        files = [write_file(allowed / f"f{i}.txt") for i in range(20)]
+        settings = make_upload_settings(
+            allowed,
+            kimi_url=kimi.url,
+            upload_provider_order="kimi",
+            circuit_breaker_failure_threshold=2,
+            circuit_breaker_timeout=30.0,
+            retry_max_attempts=1,
+        )
+        down_until = clock.monotonic() + 90
+        kimi.state.reconfigure({"down": True})
+        waits: list[tuple[str, float]] = []
+
+        def heal_in_time(breaker: str, seconds: float) -> None:
+            waits.append((breaker, seconds))
+            if clock.monotonic() + seconds >= down_until:
+                kimi.state.reconfigure({"down": False})
+
+        async with open_orchestrator(settings, clock=clock) as orchestrator:
+            items = await orchestrator.upload_many(
+                files, concurrency=4, deadline=300, waiting=heal_in_time
+            )
+    failed = [i.error for i in items if not i.ok]
+    # no file is refused by the breaker: only calls that met the outage itself fail
+    # (those in flight when it began and the half-open trials; on a FakeClock each
+    # of the 4 waiters' sleeps moves time, so the outage sees more trials than 90/30)
+    assert all(isinstance(e, ProviderUnavailable) for e in failed), failed
+    assert len(failed) < 10
+    assert waits
+    assert {b for b, _ in waits} == {"kimi"}
+    assert all(0 < s <= 30.0 for _, s in waits)
+
+
+async def test_past_the_deadline_the_batch_fails_fast(tmp_path: Path) -> None:
+    """``deadline=0``: the files that meet the open breaker fail at once, no wait."""
+    clock = FakeClock()
+    with flaky_server("kimi", down=True) as kimi:
+        allowed = tmp_path / "files"
+        files = [write_file(allowed / f"f{i}.txt") for i in range(10)]
+        settings = make_upload_settings(
+            allowed,
+            kimi_url=kimi.url,
+            upload_provider_order="kimi",
+            circuit_breaker_failure_threshold=2,
+            retry_max_attempts=1,
+        )
+        async with open_orchestrator(settings, clock=clock) as orchestrator:
+            sleeps_before = len(clock.sleeps)
+            items = await orchestrator.upload_many(files, concurrency=1, deadline=0)
+    refused = [i for i in items if isinstance(i.error, CircuitOpenError)]
+    assert len(refused) == 8
+    assert len(clock.sleeps) == sleeps_before
+    assert kimi.requests == 2
+
+
+async def test_a_forced_open_breaker_is_not_waited_for(tmp_path: Path) -> None:
+    """An operator's force-open stops the batch at once, whatever the deadline."""
+    clock = FakeClock()
+    with flaky_server("kimi") as kimi:
+        allowed = tmp_path / "files"
+        files = [write_file(allowed / f"f{i}.txt") for i in range(3)]
+        settings = make_upload_settings(
+            allowed, kimi_url=kimi.url, upload_provider_order="kimi"
+        )
+        async with open_orchestrator(settings, clock=clock) as orchestrator:
+            await orchestrator.registry.get("kimi").force_open("maintenance", "ops")
+            items = await orchestrator.upload_many(files, deadline=600)
+    assert all(isinstance(i.error, CircuitOpenError) for i in items)
+    assert kimi.requests == 0

@@ -88,6 +88,14 @@ def _add_upload(sub: Subcommands) -> None:
     )
     upload.add_argument("--json", action="store_true", help="print JSON")
     upload.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long the batch may wait for an open breaker when no other "
+        "provider can take a file (default UPLOAD_BATCH_DEADLINE; 0: fail at once)",
+    )
+    upload.add_argument(
         "--tracking-timeout",
         type=float,
         default=30.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from rich.progress import Progress
 
@@ -11,6 +12,24 @@ from .command import EXIT_FAILED, EXIT_OK, async_command
 from .render import console, errors, print_json, uploads_table
 
 __all__ = ["upload"]
+
+
+def _announce_waits(now: Callable[[], float]) -> Callable[[str, float], None]:
+    """A progress line when the batch waits for an open breaker (once per 5 s each)."""
+    last: dict[str, float] = {}
+
+    def waiting(breaker: str, seconds: float) -> None:
+        if now() - last.get(breaker, -1e9) >= _ANNOUNCE_EVERY:
+            last[breaker] = now()
+            errors.print(
+                f"{breaker}'s breaker is open and no other provider can take the "
+                f"files: waiting {seconds:.1f}s before trying again"
+            )
+
+    return waiting
+
+
+_ANNOUNCE_EVERY = 5.0
 
 
 @async_command
@@ -30,6 +49,8 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
                 purpose=args.purpose,
                 force=args.force,
                 progress=lambda done, _total, _item: bar.update(task, completed=done),
+                deadline=args.deadline,
+                waiting=_announce_waits(service.clock.monotonic),
             )
         delivery = await service.deliver_tracking(within=args.tracking_timeout)
     if args.json:

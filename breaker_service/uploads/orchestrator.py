@@ -64,6 +64,10 @@ class BatchItem:
 
 
 Progress = Callable[[int, int, BatchItem], None]
+Waiting = Callable[[str, float], None]
+"""Told ``(breaker, seconds)`` when a batch waits for an open breaker."""
+
+_MIN_PAUSE = 0.05  # a breaker about to half-open: look again shortly, never spin
 
 
 class UploadOrchestrator:
@@ -79,6 +83,7 @@ class UploadOrchestrator:
         order: Sequence[str],
         clock: Clock | None = None,
         max_concurrency: int = 8,
+        batch_deadline: float = 300.0,
         relay: OutboxRelay | None = None,
         keeper: RecordKeeper | None = None,
     ) -> None:
@@ -97,6 +102,7 @@ class UploadOrchestrator:
         self.order = [p for p in order if p in self.providers]
         self.clock = clock or SystemClock()
         self.max_concurrency = max_concurrency
+        self.batch_deadline = batch_deadline
         self.relay = relay
         self.keeper = keeper or RecordKeeper(store, None, clock=self.clock)
         self._closer: Callable[[], Awaitable[None]] | None = None
@@ -308,25 +314,57 @@ class UploadOrchestrator:
         purpose: str | None = None,
         force: bool = False,
         progress: Progress | None = None,
+        deadline: float | None = None,
+        waiting: Waiting | None = None,
     ) -> list[BatchItem]:
-        """Upload many files with bounded concurrency; one failure never fails the batch."""
+        """Upload many files with bounded concurrency; one failure never fails the batch.
+
+        When a file meets an open breaker and no other provider can take it, the batch
+        waits for the breaker's ``retry_after`` and tries again, as long as that fits
+        in ``deadline`` seconds from the start (default ``UPLOAD_BATCH_DEADLINE``; 0
+        fails at once); ``waiting(breaker, seconds)`` hears of each wait. A forced-open
+        breaker is an operator's decision: the batch does not wait for it.
+        """
         limit = asyncio.Semaphore(max(1, concurrency or self.max_concurrency))
         total = len(paths)
         done = 0
+        budget = self.batch_deadline if deadline is None else deadline
+        ends = self.clock.monotonic() + budget
 
         async def one(path: str | os.PathLike[str]) -> BatchItem:
             nonlocal done
             async with limit:
-                try:
-                    item = BatchItem(
-                        os.fspath(path),
-                        result=await self.upload(path, provider, purpose, force=force),
-                    )
-                except Exception as exc:  # noqa: BLE001 - reported per file, never fatal
-                    item = BatchItem(os.fspath(path), error=exc)
+                while True:
+                    try:
+                        item = BatchItem(
+                            os.fspath(path),
+                            result=await self.upload(
+                                path, provider, purpose, force=force
+                            ),
+                        )
+                    except CircuitOpenError as exc:
+                        pause = self._pause_for(exc, ends)
+                        if pause is None:
+                            item = BatchItem(os.fspath(path), error=exc)
+                        else:
+                            if waiting is not None:
+                                waiting(exc.breaker, pause)
+                            await self.clock.sleep(pause)
+                            continue
+                    except Exception as exc:  # noqa: BLE001 - reported per file, never fatal
+                        item = BatchItem(os.fspath(path), error=exc)
+                    break
             done += 1
             if progress is not None:
                 progress(done, total, item)
             return item
 
         return list(await asyncio.gather(*(one(p) for p in paths)))
+
+    def _pause_for(self, refused: CircuitOpenError, ends: float) -> float | None:
+        """How long to wait for an open breaker before retrying, or None: fail now."""
+        if refused.state == "forced_open":
+            return None
+        left = ends - self.clock.monotonic()
+        pause = max(refused.retry_after, _MIN_PAUSE)
+        return pause if pause <= left else None
