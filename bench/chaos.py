@@ -1,7 +1,12 @@
 """The seed's success metrics, measured against the local fault-injecting provider.
 
-    python bench/chaos.py            # full run (~3 min), rewrites the "chaos" section
-    python bench/chaos.py --quick    # smoke run (< 30 s), prints only
+    python bench/chaos.py                 # full run, rewrites the "chaos" and "chaos-breaker" sections
+    python bench/chaos.py --quick         # smoke run, prints only
+    python bench/chaos.py --only breaker  # metric 7 alone (~4 min), rewrites "chaos-breaker"
+    python bench/chaos.py --only breaker --set circuit_breaker_failure_threshold=10
+
+``--set KEY=VALUE`` (repeatable) puts a setting on top of the seed's defaults for
+metric 7's runs, so a changed breaker is measured against the same seeds.
 
 Settings are the seed's defaults, pinned here so the environment cannot change them:
 RETRY_MAX_ATTEMPTS=3, RETRY_BASE_DELAY=1, RETRY_MAX_DELAY=60, jitter on,
@@ -21,7 +26,8 @@ Two kinds of figures:
   every request really goes over a socket, but the 1-60 s waits between them are
   simulated, so a 1000-upload run takes seconds instead of minutes. Metrics 3 and 4
   simulate the provider in-process too. Metrics 2 and 6 (no faults, so no waits)
-  are plain wall-clock on the system clock.
+  are plain wall-clock on the system clock. Metric 7 (``bench/chaos_breaker.py``,
+  issue 17) is real sockets with simulated waits and a simulated service time.
 """
 
 from __future__ import annotations
@@ -46,6 +52,13 @@ from typing import Any
 
 import httpx
 from _report import machine_info, median, percentile, write_section
+from chaos_breaker import (
+    BREAKER_FULL,
+    BREAKER_QUICK,
+    BreakerPlan,
+    measure_breaker,
+    report_breaker,
+)
 from chaos_clock import VirtualClock, run_open_loop
 from chaos_server import TRANSIENT_MIX, Endpoint, FlakyServers
 
@@ -102,6 +115,7 @@ class Plan:
     m5_runs: int
     m6_uploads: int
     m6_runs: int
+    m7: BreakerPlan
 
 
 FULL = Plan(
@@ -122,6 +136,7 @@ FULL = Plan(
     m5_runs=3,
     m6_uploads=1000,
     m6_runs=3,
+    m7=BREAKER_FULL,
 )
 QUICK = Plan(
     files=300,
@@ -141,6 +156,7 @@ QUICK = Plan(
     m5_runs=1,
     m6_uploads=150,
     m6_runs=1,
+    m7=BREAKER_QUICK,
 )
 
 
@@ -1139,14 +1155,59 @@ def simulate(
 # -- main ----------------------------------------------------------------------------------
 
 
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` as settings values; every key must be a ``Settings`` field."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in Settings.model_fields:
+            msg = f"--set {pair!r}: expected KEY=VALUE, KEY a setting such as circuit_breaker_failure_threshold"
+            raise SystemExit(msg)
+        values[key] = value.strip()
+    return values
+
+
+def breaker_section(
+    markdown: str, *, load_before: str, total: float, quick: bool
+) -> str:
+    """The "chaos-breaker" section: metric 7 with the machine it ran on."""
+    return "\n".join(
+        [
+            "## Chaos: breaker on vs off (issue 17)",
+            "",
+            "`bench/chaos.py` metric 7 (`python bench/chaos.py --only breaker`), the "
+            "seed's defaults as in the chaos section. "
+            f"Machine: {machine_info()}; load average {load_before} before the run and "
+            f"{os.getloadavg()[0]:.1f} after it. Metric 7: {total:.0f} s"
+            + (" (`--quick`)." if quick else "."),
+            "",
+            markdown,
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Measure all six metrics, print the section, and (unless quick) write it."""
+    """Measure all seven metrics, print the sections, and (unless quick) write them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run, no write")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--only", choices=["breaker"], help="run metric 7 alone (issue 17)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting on top of the seed's for metric 7 (repeatable)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    overrides = parse_overrides(args.set)
+    write = not (args.quick or args.no_write)
     logging.getLogger("breaker_service").setLevel(logging.CRITICAL)
+    logging.getLogger("breaker_service.uploads").setLevel(logging.CRITICAL)
     began = time.perf_counter()
     load_before = f"{os.getloadavg()[0]:.1f}"
     timings: dict[str, float] = {}
@@ -1158,8 +1219,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label}: {timings[label]:.1f} s", flush=True)
         return value
 
+    def breaker_markdown(bench: Bench) -> str:
+        runs = timed(
+            "7 breaker on vs off",
+            lambda: measure_breaker(bench, plan.m7, overrides),
+        )
+        return breaker_section(
+            report_breaker(runs, plan.m7, overrides),
+            load_before=load_before,
+            total=timings["7 breaker on vs off"],
+            quick=args.quick,
+        )
+
+    if args.only == "breaker":
+        with tempfile.TemporaryDirectory(prefix="chaos-") as scratch:
+            markdown = breaker_markdown(Bench(Path(scratch), plan.m7.files))
+        print(markdown)
+        if write:
+            path = write_section("chaos-breaker", markdown)
+            print(f"\nwrote the chaos-breaker section of {path}")
+        return 0
+
     with tempfile.TemporaryDirectory(prefix="chaos-") as scratch:
-        bench = Bench(Path(scratch), plan.files)
+        bench = Bench(Path(scratch), max(plan.files, plan.m7.files))
         # Simulated-time work first: its results do not depend on timing, so the
         # in-process simulations (3, 4) run in a second process meanwhile.
         spawn = multiprocessing.get_context("spawn")
@@ -1167,6 +1249,7 @@ def main(argv: list[str] | None = None) -> int:
             simulated = pool.submit(simulate, bench, plan)
             success = timed("1 success rate", lambda: measure_success(bench, plan))
             recovery, false_pos = timed("3+4 simulations", simulated.result)
+        breaker = breaker_markdown(bench)
         # Then the timing-sensitive measurements, one at a time.
         with FlakyServers(["kimi", "glm"]) as servers:
             kimi, glm = servers.endpoints
@@ -1210,9 +1293,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     markdown = "\n".join(sections)
     print(markdown)
-    if not (args.quick or args.no_write):
+    print()
+    print(breaker)
+    if write:
         path = write_section("chaos", markdown)
-        print(f"\nwrote the chaos section of {path}")
+        write_section("chaos-breaker", breaker)
+        print(f"\nwrote the chaos and chaos-breaker sections of {path}")
     return 0
 
 
