@@ -69,7 +69,7 @@ from breaker_service.events.memory import MemoryEventLog
 from breaker_service.events.model import TransitionRecord
 from breaker_service.events.sql import SqlEventLog
 from breaker_service.migrate import ensure_schema
-from breaker_service.providers.base import ProviderFile
+from breaker_service.providers.base import ProviderFile, UploadBody
 from breaker_service.providers.catalog import http_client_for
 from breaker_service.providers.flaky import free_port
 from breaker_service.uploads import (
@@ -266,7 +266,7 @@ class SimProvider:
         return None
 
     async def upload(
-        self, path: Path, *, filename: str, purpose: str | None = None
+        self, body: Path | UploadBody, *, filename: str, purpose: str | None = None
     ) -> ProviderFile:
         """Succeed, or raise what the HTTP provider would raise for a 429/5xx reply."""
         self.calls += 1

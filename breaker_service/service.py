@@ -229,6 +229,7 @@ class Service:
             clock=self.clock,
             max_concurrency=settings.upload_max_concurrency,
             batch_deadline=settings.upload_batch_deadline,
+            allow_hardlinks=settings.upload_allow_hardlinks,
             relay=self.relay,
             keeper=self.keeper,
         )

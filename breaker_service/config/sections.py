@@ -201,6 +201,7 @@ class UploadSettings(BaseModel):
     upload_provider_order: str = "kimi,glm"
     upload_max_concurrency: int = Field(8, ge=1, le=1000)
     upload_batch_deadline: float = Field(300.0, ge=0, le=86400)
+    upload_allow_hardlinks: bool = False
     upload_spool_dir: str | None = None
 
     @property

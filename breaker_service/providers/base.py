@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Provider", "ProviderFile"]
+__all__ = ["Provider", "ProviderFile", "UploadBody"]
+
+
+class UploadBody(Protocol):
+    """A file's bytes read through one verified handle (``uploads.source.FileSource``)."""
+
+    @property
+    def size(self) -> int:
+        """Exactly how many bytes ``chunks`` yields."""
+        ...
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes from the start (each call starts again: one per attempt)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +51,7 @@ class Provider(Protocol):
         ...
 
     async def upload(
-        self, path: Path, *, filename: str, purpose: str | None = None
+        self, body: Path | UploadBody, *, filename: str, purpose: str | None = None
     ) -> ProviderFile:
-        """Upload ``path`` (streamed from disk) and return the provider's file record."""
+        """Upload ``body`` (a path, or an open ``UploadBody``), streamed; the answer."""
         ...

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 
 from ..errors import ProviderRejected, ProviderUnavailable
-from .base import ProviderFile
+from .base import ProviderFile, UploadBody
 from .errors import map_response, map_transport_error, scrub
+from .multipart import MultipartStream
 
 __all__ = ["HttpFilesProvider", "make_http_client"]
 
@@ -81,9 +82,14 @@ class HttpFilesProvider:
         return f"<HttpFilesProvider {self.name} {self.url}>"
 
     async def upload(
-        self, path: Path, *, filename: str, purpose: str | None = None
+        self, body: Path | UploadBody, *, filename: str, purpose: str | None = None
     ) -> ProviderFile:
-        """POST the file as multipart ``file`` plus ``purpose``; map every error once."""
+        """POST the file as multipart ``file`` plus ``purpose``; map every error once.
+
+        An ``UploadBody`` is sent as an async multipart stream read through its one
+        verified handle (never reopened by name, no file I/O on the event loop); a
+        plain path is streamed by httpx's encoder.
+        """
         if self._api_key is None:
             raise ProviderRejected(
                 f"{self.name}: {self.unavailable_reason}",
@@ -93,12 +99,24 @@ class HttpFilesProvider:
         purpose = purpose or self.default_purpose
         secrets = (self._api_key,)
         try:
-            with path.open("rb") as stream:
+            if isinstance(body, Path):
+                with body.open("rb") as stream:
+                    response = await self._client.post(
+                        self.url,
+                        files={"file": (filename, stream, "application/octet-stream")},
+                        data={"purpose": purpose},
+                        headers={"Authorization": f"Bearer {self._api_key}"},
+                    )
+            else:
+                form = MultipartStream(body, filename=filename, purpose=purpose)
                 response = await self._client.post(
                     self.url,
-                    files={"file": (filename, stream, "application/octet-stream")},
-                    data={"purpose": purpose},
-                    headers={"Authorization": f"Bearer {self._api_key}"},
+                    content=form.stream(),
+                    headers={
+                        "Authorization": f"Bearer {self._api_key}",
+                        "Content-Type": form.content_type,
+                        "Content-Length": str(form.length),
+                    },
                 )
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, self.name, secrets) from None

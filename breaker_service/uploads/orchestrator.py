@@ -36,8 +36,9 @@ from ..errors import (
 from ..providers.base import Provider, ProviderFile
 from .keeper import RECORDED_IN_DATABASE, RecordKeeper
 from .model import UploadResult
+from .source import FileSource
 from .store import UploadStore
-from .validation import ValidatedFile, sha256_of, validate_path
+from .validation import ValidatedFile, validate_path
 
 if TYPE_CHECKING:
     import httpx
@@ -84,6 +85,7 @@ class UploadOrchestrator:
         clock: Clock | None = None,
         max_concurrency: int = 8,
         batch_deadline: float = 300.0,
+        allow_hardlinks: bool = False,
         relay: OutboxRelay | None = None,
         keeper: RecordKeeper | None = None,
     ) -> None:
@@ -103,6 +105,7 @@ class UploadOrchestrator:
         self.clock = clock or SystemClock()
         self.max_concurrency = max_concurrency
         self.batch_deadline = batch_deadline
+        self.allow_hardlinks = allow_hardlinks
         self.relay = relay
         self.keeper = keeper or RecordKeeper(store, None, clock=self.clock)
         self._closer: Callable[[], Awaitable[None]] | None = None
@@ -192,7 +195,28 @@ class UploadOrchestrator:
         explicit = provider is not None
         limit = max(self.providers[c].max_bytes for c in candidates)
         file = validate_path(path, self.allowed_dirs, limit)
-        digest = await asyncio.to_thread(sha256_of, file.path)
+        # From here on the file is read only through this one verified handle.
+        source = await FileSource.open(file, allow_hardlinks=self.allow_hardlinks)
+        try:
+            return await self._upload_source(
+                source, candidates, explicit, purpose, force=force, started=started
+            )
+        finally:
+            source.close()
+
+    async def _upload_source(
+        self,
+        source: FileSource,
+        candidates: list[str],
+        explicit: bool,
+        purpose: str | None,
+        *,
+        force: bool,
+        started: float,
+    ) -> UploadResult:
+        """Hash, de-duplicate, then try the candidates in order (see ``upload``)."""
+        file = source.file
+        digest = await source.sha256()
         if not force:
             prior = await self._already_uploaded(digest, candidates, file.filename)
             if prior is not None:
@@ -211,7 +235,7 @@ class UploadOrchestrator:
                 skipped.append(f"{name}: {skip}")
                 continue
             tried.append(name)
-            answer, calls, error = await self._attempt(name, file, purpose)
+            answer, calls, error = await self._attempt(name, source, purpose)
             attempts += calls
             if answer is None:
                 assert error is not None
@@ -269,7 +293,7 @@ class UploadOrchestrator:
         return None
 
     async def _attempt(
-        self, name: str, file: ValidatedFile, purpose: str | None
+        self, name: str, source: FileSource, purpose: str | None
     ) -> tuple[ProviderFile | None, int, CircuitOpenError | ProviderError | None]:
         """One resilient call to ``name``: (answer, provider calls made, error)."""
         provider = self.providers[name]
@@ -279,7 +303,7 @@ class UploadOrchestrator:
             nonlocal calls
             calls += 1
             return await provider.upload(
-                file.path, filename=file.filename, purpose=purpose
+                source, filename=source.filename, purpose=purpose
             )
 
         try:
