@@ -14,7 +14,8 @@
     │   └── EventLogError            the event store failed or holds bad data
     │       ├── ConcurrencyError     another writer took the same breaker version
     │       ├── MalformedEventError  a stored event row cannot be read (names the row)
-    │       └── NotDurable           an operator action applied in memory, not yet saved
+    │       ├── NotDurable           an operator action applied in memory, not yet saved
+    │       └── UnstorableEvent      the store refused a row itself (bad text, out of range)
     ├── InvalidText                  a reason or actor with control characters, too long
     ├── UnknownProviderError         no provider by that name
     ├── UnknownBreakerError          no breaker by that name
@@ -23,7 +24,9 @@
 Database errors (SQLAlchemy, the DBAPI drivers, the network) are translated into
 ``StorageError`` or ``EventLogError`` at one point, ``events.sql_errors``; none escapes
 raw. The event log, the trial gate, the outbox and migrations raise ``EventLogError``
-(as they always have); the upload store raises ``StorageError``.
+(as they always have); the upload store raises ``StorageError``. An event-log append
+refused for the data it carries (not for the connection) raises ``UnstorableEvent``:
+retrying cannot help, so the recorder sets such rows aside instead of waiting.
 
 A retry that gives up re-raises the last error itself, never a wrapper; the number
 of attempts made is on the exception as ``attempts`` (see ``retry.attempts_of``).
@@ -48,6 +51,7 @@ __all__ = [
     "StorageError",
     "UnknownBreakerError",
     "UnknownProviderError",
+    "UnstorableEvent",
     "UploadRejected",
 ]
 
@@ -147,6 +151,11 @@ class EventLogError(StorageError):
 
 class ConcurrencyError(EventLogError):
     """Another writer appended the same breaker version first: reload and re-decide."""
+
+
+class UnstorableEvent(EventLogError):
+    """The store refused a row for what it holds (a NUL, a lone surrogate, a value out
+    of range, a NOT NULL or CHECK violation), not for the connection: never retry it."""
 
 
 class MalformedEventError(EventLogError):

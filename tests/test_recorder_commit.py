@@ -14,7 +14,7 @@ import pytest
 
 from breaker_service.clock import FakeClock, SystemClock
 from breaker_service.events import MemoryEventLog, TransitionRecord
-from breaker_service.events.model import OutcomeRow, Snapshot
+from breaker_service.events.model import DeadLetter, OutcomeRow, Snapshot
 from breaker_service.events.recorder import RETRY_INTERVAL, EventRecorder
 
 T0 = 1_767_225_600.0
@@ -36,10 +36,17 @@ class SlowLog(MemoryEventLog):
         snapshots: Sequence[Snapshot] = (),
         *,
         want_ids: bool = True,
+        dead_letters: Sequence[DeadLetter] = (),
     ) -> dict[str, int]:
         self.appends += 1
         await self.clock.sleep(self.seconds)
-        return await super().append(outcomes, transitions, snapshots, want_ids=want_ids)
+        return await super().append(
+            outcomes,
+            transitions,
+            snapshots,
+            want_ids=want_ids,
+            dead_letters=dead_letters,
+        )
 
 
 @pytest.fixture

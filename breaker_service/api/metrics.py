@@ -116,6 +116,11 @@ class ServiceMetrics:
             "1 while the event store is unavailable",
             registry=self.registry,
         )
+        self.event_dead_letters = Gauge(
+            "breaker_service_event_log_dead_letters",
+            "events the store refused for their content, set aside since start",
+            registry=self.registry,
+        )
         self.outbox_pending = Gauge(
             "breaker_service_outbox_pending",
             "tracking rows waiting for Supabase",
@@ -151,6 +156,7 @@ class ServiceMetrics:
         self.event_backlog.set(health["backlog"])
         self.event_flush_seconds.set(health["last_flush_seconds"])
         self.event_log_degraded.set(1.0 if health["degraded"] else 0.0)
+        self.event_dead_letters.set(health["dead_lettered"])
         if outbox is not None:
             self.outbox_pending.set(outbox["pending"])
             self.outbox_failed.set(outbox["failed"])

@@ -386,6 +386,7 @@ class BreakerRegistry:
             "backlog": self.recorder.backlog,
             "written": self.recorder.written,
             "coalesced": self.recorder.coalesced,
+            "dead_lettered": self.recorder.dead_lettered,
             "last_error": self.recorder.last_error,
             "last_flush_seconds": self.recorder.last_flush_seconds,
         }

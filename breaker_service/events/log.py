@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from .model import OutcomeRow, Snapshot, StoredEvent, TransitionRecord
+from .model import DeadLetter, OutcomeRow, Snapshot, StoredEvent, TransitionRecord
 
 __all__ = ["EventLog", "EventQuery"]
 
@@ -73,14 +73,18 @@ class EventLog(Protocol):
         snapshots: Sequence[Snapshot] = (),
         *,
         want_ids: bool = True,
+        dead_letters: Sequence[DeadLetter] = (),
     ) -> dict[str, int]:
         """Write everything in one transaction; return each touched breaker's last id.
 
         A snapshot whose ``last_event_id`` is -1 is taken "as of now": it gets its
-        breaker's last event id in this transaction.
+        breaker's last event id in this transaction. ``dead_letters`` are events
+        set aside (``breaker_dead_letters``), written with the rest.
 
-        Raises ``ConcurrencyError`` (writing nothing) when a transition's version is
-        already taken for its breaker, and ``EventLogError`` when the store fails.
+        Raises, writing nothing: ``ConcurrencyError`` when a transition's version is
+        already taken for its breaker; ``UnstorableEvent`` when the store refuses a
+        row for its content (a NUL, a lone surrogate, a value out of range: the same
+        write can never succeed); ``EventLogError`` when the store fails otherwise.
         """
         ...
 

@@ -1,15 +1,21 @@
-"""``MemoryEventLog``: the event log in a Python list, for tests and ephemeral use."""
+"""``MemoryEventLog``: the event log in a Python list, for tests and ephemeral use.
+
+It refuses what the strictest backend refuses (a NUL, a lone surrogate: PostgreSQL),
+so code tested in memory meets the same ``UnstorableEvent`` as in production.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from ..errors import ConcurrencyError, EventLogError
+from ..errors import ConcurrencyError, EventLogError, UnstorableEvent
+from .dead_letters import unstorable_field
 from .log import EventQuery
 from .model import (
     KIND_TRANSITION,
     OUTCOME_KINDS,
+    DeadLetter,
     OutcomeRow,
     Snapshot,
     StoredEvent,
@@ -32,6 +38,7 @@ class MemoryEventLog:
         self.instance_id = instance_id
         self._scope_of = scope_of or (lambda _name: "instance")
         self.events: list[StoredEvent] = []
+        self.dead_letters: list[DeadLetter] = []
         self.snapshots: dict[str, Snapshot] = {}
         self._versions: set[tuple[str, int]] = set()
         self._next_id = 1  # never reused, even after pruning
@@ -68,9 +75,22 @@ class MemoryEventLog:
         snapshots: Sequence[Snapshot] = (),
         *,
         want_ids: bool = True,
+        dead_letters: Sequence[DeadLetter] = (),
     ) -> dict[str, int]:
         """Append atomically (all or nothing) and return each breaker's last id."""
         self._check()
+        items: list[OutcomeRow | TransitionRecord] = [*outcomes, *transitions]
+        for item in items:
+            field = unstorable_field(item)
+            if field is not None:
+                breaker = (
+                    item.breaker if isinstance(item, TransitionRecord) else item[0]
+                )
+                msg = (
+                    f"event store append failed: {field} of a {breaker!r} event "
+                    "holds a NUL or a lone surrogate"
+                )
+                raise UnstorableEvent(msg)
         claimed = set(self._versions)
         for record in transitions:
             key = (self.stream_of(record.breaker), record.version)
@@ -126,6 +146,7 @@ class MemoryEventLog:
                 )
                 snapshot = dataclasses.replace(snapshot, last_event_id=newest)  # noqa: PLW2901
             self.snapshots[snapshot.breaker] = snapshot
+        self.dead_letters.extend(dead_letters)
         self._next_id = next_id
         return last
 

@@ -18,6 +18,7 @@ __all__ = [
     "KIND_TRANSITION",
     "OUTCOME_KINDS",
     "SHARED",
+    "DeadLetter",
     "OutcomeRow",
     "Snapshot",
     "StoredEvent",
@@ -160,3 +161,19 @@ class Snapshot:
     # The newest event id folded in from the log (replay or other replicas); a shared
     # stream's snapshot is only written when no other replica's event is newer.
     applied_through: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event the store refused for its content, set aside for an operator.
+
+    ``content`` is the whole event as JSON with every non-ASCII character escaped
+    (``json.loads`` gives it back exactly, NULs and lone surrogates included), so it
+    is storable wherever the event was not; ``breaker`` and ``error`` are escaped too.
+    """
+
+    breaker: str
+    kind: str
+    at: float
+    error: str
+    content: str

@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "breaker_dead_letters",
     "breaker_events",
     "breaker_snapshots",
     "breaker_trials",
@@ -100,4 +101,19 @@ breaker_trials = Table(
     Column("state_version", Integer, nullable=False),
     Column("holder", String(300), nullable=False),
     Column("expires_at", Float, nullable=False),
+)
+
+# Events the store refused for their content (a NUL, a lone surrogate, a text too
+# long), set aside by the recorder so one bad row never stops the log. ``content`` is
+# the whole event as ASCII-escaped JSON, storable wherever the event was not.
+breaker_dead_letters = Table(
+    "breaker_dead_letters",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),  # UTC epoch seconds, when set aside
+    Column("instance_id", String(200), nullable=False),
+    Column("breaker", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("content", Text, nullable=False),
 )

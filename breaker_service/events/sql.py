@@ -20,18 +20,20 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ..errors import ConcurrencyError, MalformedEventError
+from ..errors import ConcurrencyError, MalformedEventError, UnstorableEvent
 from .log import EventQuery
 from .model import (
     ALL_KINDS,
     KIND_TRANSITION,
     OUTCOME_KINDS,
+    DeadLetter,
     OutcomeRow,
     Snapshot,
     StoredEvent,
     TransitionRecord,
     stream_name,
 )
+from .schema import breaker_dead_letters as D  # noqa: N812
 from .schema import breaker_events as E  # noqa: N812 - table aliases keep queries short
 from .schema import breaker_snapshots as S  # noqa: N812
 from .sql_errors import sql_errors
@@ -220,15 +222,21 @@ class SqlEventLog:
         snapshots: Sequence[Snapshot] = (),
         *,
         want_ids: bool = True,
+        dead_letters: Sequence[DeadLetter] = (),
     ) -> dict[str, int]:
-        """One transaction: outcomes, then transitions, then snapshots; last id per breaker.
+        """One transaction: outcomes, transitions, snapshots, dead letters; last id per breaker.
 
         ``want_ids=False`` skips the last-id query when nothing needs it (the hot flush).
+        A row the store refuses for its content raises ``UnstorableEvent``.
         """
         iid = self.instance_id
         stream_of = self.stream_of
         writes = bool(outcomes or transitions)
-        with sql_errors("event store append", on_unique=_taken(transitions)):
+        with sql_errors(
+            "event store append",
+            on_unique=_taken(transitions),
+            on_data=UnstorableEvent,
+        ):
             async with self.engine.begin() as conn:
                 if writes and self.dialect == "postgresql":
                     await conn.execute(
@@ -271,6 +279,21 @@ class SqlEventLog:
                     if await self._behind_the_fleet(conn, snapshot):
                         continue  # taken before this replica applied others' events
                     await self._upsert_snapshot(conn, _stamped(snapshot, last))
+                if dead_letters:
+                    await conn.execute(
+                        insert(D),
+                        [
+                            {
+                                "at": letter.at,
+                                "instance_id": iid,
+                                "breaker": letter.breaker,
+                                "kind": letter.kind,
+                                "error": letter.error,
+                                "content": letter.content,
+                            }
+                            for letter in dead_letters
+                        ],
+                    )
                 if writes and self.dialect == "postgresql":
                     # A wake-up only: followers read the log, not the payload.
                     await conn.execute(select(func.pg_notify(self.NOTIFY_CHANNEL, "")))

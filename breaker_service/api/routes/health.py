@@ -51,6 +51,12 @@ async def readyz(
     body["event_log"] = health
     if health["degraded"]:
         problems.append("event log degraded: events are buffered in memory")
+    if health["dead_lettered"]:
+        # Not a problem for readiness: the log goes on; an operator should look.
+        body["event_log_warning"] = (
+            f"{health['dead_lettered']} event(s) refused by the store for their "
+            "content were set aside in breaker_dead_letters"
+        )
     if orchestrator.relay is not None:
         try:
             body["outbox"] = (await orchestrator.relay.status()).as_dict()
