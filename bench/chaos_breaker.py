@@ -308,7 +308,11 @@ OUTAGES: list[tuple[str, OutageKind, float]] = [
 OUTAGE_LENGTH = 150.0
 BURSTS = [(60.0, 2.0), (60.0, 5.0)]
 BUDGETS: list[tuple[str, dict[str, Any]]] = [
-    ("as configured (default: ratio 0.2, min 3)", {}),
+    ("as configured (default: ratio 0.2, min 10)", {}),
+    (
+        "min 3 concurrent retries (the earlier default)",
+        {"retry_budget_min_concurrency": 3},
+    ),
     ("min 10 concurrent retries", {"retry_budget_min_concurrency": 10}),
     ("off", {"retry_budget_min_concurrency": BUDGET_OFF}),
 ]
