@@ -190,3 +190,7 @@ def test_demo_once_shows_open_and_recovery(tmp_path: Path) -> None:
     assert "closed -> open" in result.stderr
     assert "half_open -> closed" in result.stderr
     assert "by fallback" in result.stdout
+    # readable by default: no third-party INFO lines (httpx logged one per request)
+    assert "HTTP Request:" not in result.stderr
+    assert " INFO httpx " not in result.stderr
+    assert " INFO uvicorn.access " not in result.stderr

@@ -6,12 +6,12 @@ are one line on stderr; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Mapping, Sequence
 
 from ..config import load_settings
 from ..errors import BreakerServiceError, ConfigError
+from ..logs import configure_logging
 from . import breakers, db, demo, flaky, outbox, serve, token, upload
 from .command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command
 from .parser import build_parser
@@ -38,18 +38,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``breaker-service`` script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        level="DEBUG" if args.debug else "INFO", verbose=args.verbose or args.debug
     )
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if args.command is None:
         parser.print_help()
         return EXIT_OK
     try:
         overrides = {"database_url": args.database_url} if args.database_url else {}
         settings = load_settings(**overrides)
+        configure_logging(
+            level="DEBUG" if args.debug else settings.log_level,
+            log_format=settings.log_format,
+            verbose=args.verbose or args.debug,
+        )
         return COMMANDS[args.command](args, settings)
     except ConfigError as exc:
         print(f"breaker-service: {exc}", file=sys.stderr)

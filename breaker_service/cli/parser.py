@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks and debug logs"
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show third-party logs (httpx requests, uvicorn access, Alembic)",
+    )
     parser.add_argument("--database-url", help="override DATABASE_URL for this command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(sub)

@@ -30,5 +30,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_OK
     app = create_app(settings)  # fails here, before binding, on a bad configuration
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,  # our handler and format (configure_logging), not uvicorn's
+        access_log=args.verbose,
+    )
     return EXIT_OK

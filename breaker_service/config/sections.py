@@ -228,3 +228,5 @@ class ServiceSettings(BaseModel):
     service_host: str = "127.0.0.1"
     service_port: int = Field(8080, ge=0, le=65535)
     service_shutdown_delivery_seconds: float = Field(10.0, ge=0, le=600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
