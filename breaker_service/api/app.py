@@ -29,7 +29,13 @@ from .dashboard import dashboard_router
 from .guard import BodyGuard, GuardRule
 from .metrics import ServiceMetrics
 from .problems import install_problem_handlers
-from .routes import breakers_router, health_router, metrics_router, uploads_router
+from .routes import (
+    batch_router,
+    breakers_router,
+    health_router,
+    metrics_router,
+    uploads_router,
+)
 
 __all__ = ["create_app", "lifespan"]
 
@@ -61,6 +67,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(breakers_router)
     app.include_router(uploads_router)
+    app.include_router(batch_router)
     app.include_router(metrics_router(public=settings.metrics_public))
     app.include_router(dashboard_router(settings))
     app.add_middleware(
@@ -73,6 +80,7 @@ def create_app(
 
 
 SMALL_BODY = 16 * 1024  # JSON bodies: a path, a reason, a few flags
+BATCH_BODY = 512 * 1024  # up to MAX_BATCH_ITEMS paths of up to 4096 characters
 _MULTIPART_MARGIN = 64 * 1024  # form fields and part headers around the file
 
 
@@ -85,6 +93,7 @@ def guard_rules(settings: Settings) -> list[GuardRule]:
     return [
         GuardRule("POST", "/uploads", "uploads:write", largest + _MULTIPART_MARGIN),
         GuardRule("POST", "/uploads/by-path", "uploads:write", SMALL_BODY),
+        GuardRule("POST", "/uploads/batch", "uploads:write", BATCH_BODY),
         GuardRule("POST", "/breakers/[^/]+/force-open", "breakers:admin", SMALL_BODY),
         GuardRule("POST", "/breakers/[^/]+/reset", "breakers:admin", SMALL_BODY),
     ]

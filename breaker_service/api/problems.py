@@ -32,7 +32,14 @@ from ..errors import (
 from ..uploads.keeper import RecordNotSaved
 from .auth import AuthError
 
-__all__ = ["PROBLEM_STATUS", "InvalidQuery", "install_problem_handlers", "problem"]
+__all__ = [
+    "PROBLEM_STATUS",
+    "InvalidQuery",
+    "install_problem_handlers",
+    "problem",
+    "problem_document",
+    "problem_parts",
+]
 
 logger = logging.getLogger("breaker_service.api")
 
@@ -97,7 +104,10 @@ def _lookup(exc: BaseException) -> tuple[int, str]:
     return 500, "internal"
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+def problem_parts(
+    exc: BaseException,
+) -> tuple[int, str, dict[str, str], dict[str, Any]]:
+    """(status, kind, headers, extra fields) for one of our errors: the one table."""
     status, kind = _lookup(exc)
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
@@ -136,6 +146,25 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
         }
         if exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return status, kind, headers, extra
+
+
+def problem_document(exc: BaseException) -> dict[str, Any]:
+    """The problem+json body for ``exc`` (a batch item's answer)."""
+    status, kind, _headers, extra = problem_parts(exc)
+    return {
+        "type": f"urn:breaker-service:{kind}",
+        "title": kind.replace("-", " "),
+        "status": status,
+        "detail": str(exc)
+        if isinstance(exc, BreakerServiceError)
+        else "internal error",
+        **extra,
+    }
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    status, kind, headers, extra = problem_parts(exc)
     if status >= 500 and kind == "internal":
         logger.error("unhandled %s: %s", type(exc).__name__, exc)
     return problem(status, kind, str(exc), headers or None, **extra)
