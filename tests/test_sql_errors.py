@@ -194,6 +194,7 @@ CALLS: dict[tuple[type | ModuleType, str], Call] = {
     (Outbox, "failed"): lambda e: Outbox(e).failed(["x"], owner="o", error="401"),
     (Outbox, "redrive"): lambda e: Outbox(e).redrive(T0),
     (Outbox, "due_now"): lambda e: Outbox(e).due_now(T0),
+    (Outbox, "release"): lambda e: Outbox(e).release(owner="relay"),
     (Outbox, "status"): lambda e: Outbox(e).status(T0),
     (migrate, "upgrade"): migrate.upgrade,
     (migrate, "downgrade"): migrate.downgrade,

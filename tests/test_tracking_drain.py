@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,25 @@ async def test_serve_delivers_pending_tracking_on_shutdown(
             assert all(item.ok for item in items)
         tracked = stub_ids(supabase.stub)
     assert len(tracked) == 5
+
+
+async def test_a_stopping_relay_gives_back_its_leases(tmp_path: Path) -> None:
+    """Rows claimed when the process stops are claimable at once by the next one."""
+    files = make_files(tmp_path, 3)
+    url, _port = dead_url()
+    with flaky_server() as kimi:
+        settings = tracking_settings(tmp_path, kimi_url=kimi.url, supabase_url=url)
+        clock = FakeClock()
+        async with await Service.open(settings, clock=clock) as service:
+            assert all(i.ok for i in await service.orchestrator.upload_many(files))
+            relay = service.relay
+            assert relay is not None
+            claimed = await relay.outbox.claim(
+                owner=relay.owner, now=clock.time() + 3600, lease=600, limit=10
+            )
+            assert len(claimed) == 3
+    with sqlite3.connect(tmp_path / "local.db") as db:
+        leased = db.execute(
+            "SELECT count(*) FROM outbox WHERE lease_owner IS NOT NULL"
+        ).fetchone()[0]
+    assert leased == 0

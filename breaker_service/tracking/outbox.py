@@ -201,6 +201,17 @@ class Outbox:
         )
         return int(result.rowcount or 0)
 
+    async def release(self, *, owner: str) -> int:
+        """Give back every lease ``owner`` holds (a relay stopping mid-claim), so the
+        next process need not wait for them to expire."""
+        result = await self._run(
+            "release leases",
+            update(outbox)
+            .where(_held_by(owner), outbox.c.status == OUTBOX_PENDING)
+            .values(lease_owner=None, lease_until=None),
+        )
+        return int(result.rowcount or 0)
+
     async def due_now(self, now: float) -> int:
         """Make every pending row backing off due now (an operator's ``--deliver``)."""
         result = await self._run(

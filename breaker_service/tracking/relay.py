@@ -83,13 +83,20 @@ class OutboxRelay:
         self._wake.set()
 
     async def aclose(self) -> None:
-        """Stop the loop and close the sink; undelivered rows stay pending."""
+        """Stop the loop, give back its leases and close the sink; undelivered rows
+        stay pending (and claimable at once by the next process)."""
         self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        try:
+            await self.outbox.release(owner=self.owner)
+        except EventLogError as exc:  # the leases then expire by themselves
+            logger.warning(
+                "[RETRY] supabase relay could not release its leases: %s", exc
+            )
         await self.sink.aclose()
 
     async def _run(self) -> None:
