@@ -219,7 +219,8 @@ class Service:
                     "Supabase tracking is off (SUPABASE_URL and SUPABASE_SERVICE_KEY unset): "
                     "uploads are recorded in the local database only"
                 )
-        self.keeper = RecordKeeper(self.store, _journal_for(settings), clock=self.clock)
+        journal = None if self.engine is None else _journal_for(self.engine)
+        self.keeper = RecordKeeper(self.store, journal, clock=self.clock)
         self._orchestrator = UploadOrchestrator(
             registry=self.registry,
             providers=self.providers,
@@ -335,9 +336,10 @@ def _database_url(url: str) -> str:
         raise ConfigError(str(exc), variable="DATABASE_URL") from None
 
 
-def _journal_for(settings: Settings) -> UploadJournal:
-    """Where uploads go when the database refuses them: next to a SQLite file."""
-    path = sqlite_path(normalize_database_url(settings.database_url))
+def _journal_for(engine: AsyncEngine) -> UploadJournal:
+    """Where uploads go when the database refuses them: next to the SQLite file the
+    engine uses (the URL it was opened with, not re-read from the settings)."""
+    path = sqlite_path(engine.url.render_as_string(hide_password=False))
     if path is not None:
         return UploadJournal(path.with_name(path.name + ".uploads-journal"))
     return UploadJournal(Path("breaker_service.uploads-journal").resolve())

@@ -71,9 +71,11 @@ class LogicalCall:
         try:
             return await fn(*args, **kwargs)
         except BaseException as exc:
-            if not self._counted and b._judge(exc)[0] is Outcome.TIMEOUT:
-                self._counted = True
-                await self._count_timeout(exc)
+            if not self._counted:
+                outcome, kind, status = b._judge(exc)
+                if outcome is Outcome.TIMEOUT:
+                    self._counted = True
+                    await self._count_timeout(kind, status)
             raise
 
     def _holds_trial(self, state: BreakerState) -> bool:
@@ -86,10 +88,9 @@ class LogicalCall:
             and self._trial in b._trials
         )
 
-    async def _count_timeout(self, exc: BaseException) -> None:
+    async def _count_timeout(self, kind: str, status: int | None) -> None:
         b = self._breaker
         trial, self._trial = self._trial, None
-        _, kind, status = b._judge(exc)
         if trial is not None:
             await b._end_trial(trial)
         version = self._version
