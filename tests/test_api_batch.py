@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import api_helpers
-from api_helpers import Service, assert_problem
+from api_helpers import OpenService, Service, assert_problem
+
+from breaker_service.api.routes.batch_files import MAX_BATCH_FILES
 
 clean_environment = api_helpers.clean_environment
 upstream_server = api_helpers.upstream_server
@@ -74,3 +77,91 @@ async def test_limits_and_auth(service: Service) -> None:
         "/uploads/batch", json={"paths": []}, headers=service.auth("uploads:write")
     )
     assert empty.status_code == 422
+
+
+def _parts(*files: tuple[str, bytes], **fields: str) -> dict[str, Any]:
+    return {
+        "files": [("files", (name, content)) for name, content in files],
+        "data": fields,
+    }
+
+
+async def test_multipart_batch_answers_per_file_in_order(service: Service) -> None:
+    """Several files in one request: each answered by index and name, in order."""
+    response = await service.client.post(
+        "/uploads/batch/files",
+        **_parts(("a.txt", b"alpha\n"), ("b.txt", b"bravo\n"), ("a.txt", b"other a\n")),
+        headers=service.auth("uploads:write"),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["uploaded"], body["failed"]) == (3, 0)
+    assert [(i["index"], i["filename"]) for i in body["items"]] == [
+        (0, "a.txt"),
+        (1, "b.txt"),
+        (2, "a.txt"),
+    ]
+    assert all(i["result"]["recorded"] == "database" for i in body["items"])
+    assert len({i["result"]["sha256"] for i in body["items"]}) == 3
+    assert "path" not in json.dumps(body["items"][0])  # no server path leaks
+    stored = sorted(f.bytes for f in service.upstream.provider.files.values())
+    assert stored == sorted(len(c) for c in (b"alpha\n", b"bravo\n", b"other a\n"))
+    spool = service.root / ".spool"
+    assert not spool.exists() or not any(spool.iterdir())  # the spool is removed
+
+
+async def test_multipart_batch_refuses_one_file_and_uploads_the_rest(
+    open_service: OpenService,
+) -> None:
+    """A file over the provider limit is its own 413 problem; the others upload."""
+    async with open_service(kimi_max_bytes=64) as service:
+        response = await service.client.post(
+            "/uploads/batch/files?stream=true",
+            **_parts(("small.txt", b"s\n"), ("big.bin", b"x" * 200)),
+            headers=service.auth("uploads:write"),
+        )
+    assert response.status_code == 200, response.text
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    by_name = {line["filename"]: line for line in lines[:-1]}
+    assert by_name["small.txt"]["ok"] is True
+    assert by_name["big.bin"]["ok"] is False
+    assert by_name["big.bin"]["problem"]["status"] == 413
+    assert lines[-1] == {"summary": {"uploaded": 1, "failed": 1}}
+
+
+async def test_multipart_batch_limits_and_auth(service: Service) -> None:
+    """Too many files or fields is 400, bad fields 422, reader 403, no token 401."""
+    writer = service.auth("uploads:write")
+    too_many = await service.client.post(
+        "/uploads/batch/files",
+        **_parts(*[(f"f{i}.txt", b"x") for i in range(MAX_BATCH_FILES + 1)]),
+        headers=writer,
+    )
+    assert_problem(too_many, 400)
+    none = await service.client.post(
+        "/uploads/batch/files", data={"provider": "kimi"}, headers=writer
+    )
+    assert_problem(none, 422, "invalid-request")
+    bad = await service.client.post(
+        "/uploads/batch/files",
+        **_parts(("a.txt", b"a"), concurrency="99"),
+        headers=writer,
+    )
+    assert_problem(bad, 422, "invalid-request")
+    long_field = await service.client.post(
+        "/uploads/batch/files",
+        **_parts(("a.txt", b"a"), purpose="p" * 5000),
+        headers=writer,
+    )
+    assert_problem(long_field, 400)
+    forbidden = await service.client.post(
+        "/uploads/batch/files",
+        **_parts(("a.txt", b"a")),
+        headers=service.auth("breakers:read"),
+    )
+    assert_problem(forbidden, 403, "forbidden")
+    anonymous = await service.client.post(
+        "/uploads/batch/files", **_parts(("a.txt", b"a"))
+    )
+    assert_problem(anonymous, 401, "unauthorized")
+    assert service.upstream.provider.files == {}

@@ -30,6 +30,7 @@ from .guard import BodyGuard, GuardRule
 from .metrics import ServiceMetrics
 from .problems import install_problem_handlers
 from .routes import (
+    batch_files_router,
     batch_router,
     breakers_router,
     health_router,
@@ -68,6 +69,7 @@ def create_app(
     app.include_router(breakers_router)
     app.include_router(uploads_router)
     app.include_router(batch_router)
+    app.include_router(batch_files_router)
     app.include_router(metrics_router(public=settings.metrics_public))
     app.include_router(dashboard_router(settings))
     app.add_middleware(
@@ -94,6 +96,9 @@ def guard_rules(settings: Settings) -> list[GuardRule]:
         GuardRule("POST", "/uploads", "uploads:write", largest + _MULTIPART_MARGIN),
         GuardRule("POST", "/uploads/by-path", "uploads:write", SMALL_BODY),
         GuardRule("POST", "/uploads/batch", "uploads:write", BATCH_BODY),
+        GuardRule(
+            "POST", "/uploads/batch/files", "uploads:write", largest + _MULTIPART_MARGIN
+        ),
         GuardRule("POST", "/breakers/[^/]+/force-open", "breakers:admin", SMALL_BODY),
         GuardRule("POST", "/breakers/[^/]+/reset", "breakers:admin", SMALL_BODY),
     ]

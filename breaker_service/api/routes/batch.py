@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -20,10 +20,18 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from ...uploads import BatchItem, UploadOrchestrator
+from ...uploads.orchestrator import Progress
 from ..dependencies import OrchestratorDep, Writer
 from ..problems import problem_document
 
-__all__ = ["MAX_BATCH_ITEMS", "BatchByPaths", "router"]
+__all__ = [
+    "MAX_BATCH_ITEMS",
+    "BatchByPaths",
+    "answer",
+    "ndjson_progress",
+    "router",
+    "summary",
+]
 
 router = APIRouter(tags=["uploads"])
 
@@ -43,14 +51,16 @@ class BatchByPaths(BaseModel):
     concurrency: int | None = Field(None, ge=1, le=32)
 
 
-def _answer(item: BatchItem) -> dict[str, Any]:
+def answer(item: BatchItem) -> dict[str, Any]:
+    """One item's line: its result, or its problem+json document."""
     if item.result is not None:
         return {"path": item.path, "ok": True, "result": item.result.as_dict()}
     assert item.error is not None
     return {"path": item.path, "ok": False, "problem": problem_document(item.error)}
 
 
-def _summary(items: list[dict[str, Any]]) -> dict[str, int]:
+def summary(items: list[dict[str, Any]]) -> dict[str, int]:
+    """How many items uploaded and how many failed."""
     uploaded = sum(1 for i in items if i["ok"])
     return {"uploaded": uploaded, "failed": len(items) - uploaded}
 
@@ -67,14 +77,14 @@ async def upload_batch(
         return StreamingResponse(
             _ndjson(orchestrator, body), media_type="application/x-ndjson"
         )
-    items = [_answer(i) for i in await _run(orchestrator, body)]
-    return {"items": items, **_summary(items)}
+    items = [answer(i) for i in await _run(orchestrator, body)]
+    return {"items": items, **summary(items)}
 
 
 async def _run(
     orchestrator: UploadOrchestrator,
     body: BatchByPaths,
-    progress: Any = None,
+    progress: Progress | None = None,
 ) -> list[BatchItem]:
     return await orchestrator.upload_many(
         body.paths,
@@ -89,24 +99,38 @@ async def _run(
 async def _ndjson(
     orchestrator: UploadOrchestrator, body: BatchByPaths
 ) -> AsyncIterator[bytes]:
+    async for line in ndjson_progress(
+        lambda progress: _run(orchestrator, body, progress), len(body.paths), answer
+    ):
+        yield line
+
+
+async def ndjson_progress(
+    run: Callable[[Progress], Coroutine[Any, Any, list[BatchItem]]],
+    count: int,
+    describe: Callable[[BatchItem], dict[str, Any]],
+    already: Sequence[dict[str, Any]] = (),
+) -> AsyncIterator[bytes]:
     """Lines as items finish; the batch runs in a task the stream waits on.
 
     A client that goes away does not cancel the batch: uploads in flight finish and
     are recorded (cancelling one after the provider stored it would orphan it).
+    ``already`` holds lines the caller sent before (items refused up front); they
+    count in the summary.
     """
     finished: asyncio.Queue[BatchItem] = asyncio.Queue()
     task = asyncio.create_task(
-        _run(orchestrator, body, lambda _done, _total, item: finished.put_nowait(item))
+        run(lambda _done, _total, item: finished.put_nowait(item))
     )
     _RUNNING.add(task)
     task.add_done_callback(_RUNNING.discard)
-    answers: list[dict[str, Any]] = []
-    for _ in body.paths:
-        answer = _answer(await finished.get())
-        answers.append(answer)
-        yield (json.dumps(answer) + "\n").encode()
+    answers: list[dict[str, Any]] = list(already)
+    for _ in range(count):
+        line = describe(await finished.get())
+        answers.append(line)
+        yield (json.dumps(line) + "\n").encode()
     await task
-    yield (json.dumps({"summary": _summary(answers)}) + "\n").encode()
+    yield (json.dumps({"summary": summary(answers)}) + "\n").encode()
 
 
 _RUNNING: set[asyncio.Task[list[BatchItem]]] = set()

@@ -6,7 +6,6 @@ is observed per outcome for ``/metrics``.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import time
@@ -17,9 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
 
-from ...config import Settings
-from ...errors import UploadRejected
-from ...uploads import SqlUploadStore, UploadOrchestrator, UploadResult
+from ...uploads import SqlUploadStore, UploadResult
 from ..dependencies import (
     MetricsDep,
     OrchestratorDep,
@@ -28,13 +25,11 @@ from ..dependencies import (
     Writer,
 )
 from ..metrics import ServiceMetrics
+from ..spooling import largest_limit, spool_root, spool_upload
 
 __all__ = ["ByPath", "router"]
 
 router = APIRouter(tags=["uploads"])
-
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_CHUNK = 1 << 20
 
 
 class ByPath(BaseModel):
@@ -73,10 +68,10 @@ async def upload_file(  # noqa: PLR0917 - FastAPI reads form fields from the sig
 ) -> dict[str, Any]:
     """Upload a file sent in the request: spooled inside the allowed directory first."""
     folder = Path(
-        tempfile.mkdtemp(prefix="upload-", dir=_spool_root(settings, orchestrator))
+        tempfile.mkdtemp(prefix="upload-", dir=spool_root(settings, orchestrator))
     )
     try:
-        target = await _spool(file, folder, orchestrator)
+        target = await spool_upload(file, folder, largest_limit(orchestrator))
         result = await _timed(metrics, orchestrator.upload(target, provider, purpose))
         return result.as_dict()
     finally:
@@ -126,39 +121,3 @@ async def _timed(
         raise
     metrics.upload_seconds.labels("ok").observe(time.perf_counter() - started)
     return result
-
-
-def _spool_root(settings: Settings, orchestrator: UploadOrchestrator) -> Path:
-    """``UPLOAD_SPOOL_DIR``, or ``.spool`` in the first allowed directory (created)."""
-    root = (
-        Path(settings.upload_spool_dir)
-        if settings.upload_spool_dir
-        else orchestrator.allowed_dirs[0] / ".spool"
-    )
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-async def _spool(
-    file: UploadFile, folder: Path, orchestrator: UploadOrchestrator
-) -> Path:
-    """Write the request's file into ``folder`` under a safe name, within size limits.
-
-    The limit is the largest provider's: a file no provider accepts is refused (413)
-    before it is fully read.
-    """
-    limit = max(p.max_bytes for p in orchestrator.providers.values())
-    name = (
-        _SAFE_NAME.sub("_", Path(file.filename or "upload").name).strip("._")
-        or "upload"
-    )
-    target = folder / name
-    size = 0
-    with target.open("wb") as out:
-        while chunk := await file.read(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                msg = f"the upload exceeds the largest provider limit of {limit} bytes"
-                raise UploadRejected(msg, reason="too_large")
-            out.write(chunk)
-    return target
