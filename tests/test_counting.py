@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -308,3 +310,106 @@ async def test_a_forced_open_breaker_is_not_waited_for(tmp_path: Path) -> None:
             items = await orchestrator.upload_many(files, deadline=600)
     assert all(isinstance(i.error, CircuitOpenError) for i in items)
     assert kimi.requests == 0
+
+
+async def _concurrent_outage(attempt_run: int | None) -> tuple[int, str]:
+    """60 calls, 8 at a time, to a provider that is down: requests until it opened."""
+    clock = FakeClock()
+    upstream = Flaky(0.0, seed=1)
+    upstream.down = True
+    opened_after = -1
+    async with memory_registry(
+        clock, **SEED_DEFAULTS, circuit_breaker_attempt_run=attempt_run
+    ) as registry:
+        breaker = registry.get("kimi")
+        gate = asyncio.Semaphore(8)
+
+        async def one() -> None:
+            nonlocal opened_after
+            async with gate:
+                with contextlib.suppress(ProviderUnavailable, CircuitOpenError):
+                    await registry.call("kimi", upstream.upload)
+                if breaker.state is OPEN and opened_after < 0:
+                    opened_after = upstream.requests
+
+        await asyncio.gather(*(one() for _ in range(60)))
+        reason = next(
+            e.reason for e in await registry.history("kimi", kinds=["transition"])
+        )
+    assert breaker.state is OPEN
+    return upstream.requests, reason or ""
+
+
+async def test_an_outage_under_concurrency_opens_within_the_attempt_run() -> None:
+    """Eight calls in flight: the breaker opens at the 15th failed attempt in a row.
+
+    Counting calls alone, each call in flight spends its three attempts before the
+    fifth call has ended; the attempt run bounds the requests an outage costs at the
+    threshold's worth of attempts, however many calls are in flight.
+    """
+    requests, reason = await _concurrent_outage(None)
+    assert requests == 5 * 3
+    assert reason == "15 consecutive failed attempts across calls (503)"
+    calls_only, _ = await _concurrent_outage(0)
+    assert calls_only > requests  # the rule off: more requests reach the provider
+
+
+async def test_the_attempt_run_restarts_on_a_success() -> None:
+    """14 failed attempts, a success, 14 more: still CLOSED (the run was broken)."""
+    clock = FakeClock()
+    kimi = Provider("kimi")
+    fail = ProviderUnavailable("x", status=503)
+    async with memory_registry(
+        clock,
+        **{
+            **SEED_DEFAULTS,
+            "retry_max_attempts": 1,
+            "circuit_breaker_attempt_run": 15,
+            "circuit_breaker_failure_threshold": 100,
+        },
+    ) as registry:
+        for script in ([fail] * 14, [None], [fail] * 14):
+            for step in script:
+                kimi.script = [step]
+                with contextlib.suppress(ProviderUnavailable):
+                    await registry.call("kimi", kimi.scripted)
+        breaker = registry.get("kimi")
+        assert breaker.state is CLOSED
+        kimi.script = [fail]
+        with pytest.raises(ProviderUnavailable):
+            await registry.call("kimi", kimi.scripted)
+        assert breaker.state is OPEN  # the 15th in a row
+
+
+async def test_a_hung_trial_reopens_with_the_cooldown_counted_from_its_start() -> None:
+    """A trial that hangs for the whole cooldown: the next probe is due at once.
+
+    A provider that hangs and recovers while the trial hangs is probed again as soon
+    as the trial times out, not a whole cooldown later (issue 17: MTTR after a hang).
+    """
+    clock = FakeClock()
+
+    async def hangs() -> str:
+        await clock.sleep(50.0)
+        raise ProviderTimeout("read timed out", provider="kimi")
+
+    async with memory_registry(
+        clock,
+        **{
+            **SEED_DEFAULTS,
+            "circuit_breaker_failure_threshold": 1,
+            "retry_max_attempts": 1,
+        },
+    ) as registry:
+        with pytest.raises(ProviderTimeout):
+            await registry.call("kimi", hangs)
+        breaker = registry.get("kimi")
+        assert breaker.state is OPEN
+        assert breaker.retry_after == pytest.approx(60.0)
+        clock.advance(60)
+        with pytest.raises(ProviderTimeout):
+            await registry.call("kimi", hangs)  # the trial: sent, hung 50 s
+        assert breaker.state is OPEN
+        assert breaker.retry_after == pytest.approx(10.0)  # 60 - 50, not 60
+        transitions = await registry.history("kimi", kinds=["transition"])
+    assert transitions[-1].reason == "trial call timed out (timeout)"

@@ -302,6 +302,7 @@ class CircuitBreaker(LiveCore):
             _OPEN,
             f"half-open trial did not report within {bound:g}s",
             expect_version=version,
+            waited=now - started,
         )
         return True
 

@@ -110,7 +110,7 @@ class LiveCore(BreakerCore):
 
     # -- transitions -----------------------------------------------------------------
 
-    def _open_timeout_for(self, from_state: BreakerState) -> float:
+    def _open_timeout_for(self, from_state: BreakerState, waited: float = 0.0) -> float:
         s = self.settings
         healing = self.half_open_successes > 0  # as ``BreakerCore.apply_transition``
         reopens = (
@@ -123,7 +123,7 @@ class LiveCore(BreakerCore):
             )
         except OverflowError:
             timeout = s.circuit_breaker_max_timeout
-        return min(timeout, s.circuit_breaker_max_timeout)
+        return max(0.0, min(timeout, s.circuit_breaker_max_timeout) - waited)
 
     async def _transition(
         self,
@@ -133,8 +133,13 @@ class LiveCore(BreakerCore):
         *,
         trigger: str | None = None,
         expect_version: int | None = None,
+        waited: float = 0.0,
     ) -> bool:
-        """Commit a transition event, then move the machine; False if someone moved first."""
+        """Commit a transition event, then move the machine; False if someone moved first.
+
+        ``waited``: seconds of the cooldown already spent, when the evidence for
+        opening is that old (a trial that hung since it was sent).
+        """
         async with self._lock:
             if expect_version is not None and self._version != expect_version:
                 return False
@@ -148,7 +153,9 @@ class LiveCore(BreakerCore):
                 at=self._time(),
                 reason=reason,
                 actor=actor,
-                open_timeout=self._open_timeout_for(frm) if to is _OPEN else None,
+                open_timeout=(
+                    self._open_timeout_for(frm, waited) if to is _OPEN else None
+                ),
             )
             self.last_transition_durable = False
             if self._recorder is not None:

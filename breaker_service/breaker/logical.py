@@ -10,7 +10,13 @@ cancelled counts as nothing. An attempt that times out counts at once (a hung
 provider must open the breaker without waiting for every call's retries), and its
 call is then not counted a second time. In HALF_OPEN a trial is one logical call:
 its first attempt takes the trial slot and its retries keep it while the state
-version holds. Why: at 20-50 % random faults, counting attempts trips a provider
+version holds. A full outage with several calls in flight would let each of them
+spend all its attempts before the threshold's worth of calls has ended, so an
+``AttemptRun`` also opens the breaker after ``CIRCUIT_BREAKER_ATTEMPT_RUN`` failed
+attempts in a row across calls (by default the threshold's calls in attempts: the
+same evidence, seen sooner). A trial that timed out reopens the breaker with the
+cooldown counted from when the trial was sent, so a hung provider that recovers
+meanwhile is probed again at once rather than a whole cooldown later. Why: at 20-50 % random faults, counting attempts trips a provider
 that still works (``bench/counting_rules.py``); counting calls does not, and a
 real outage still opens the breaker within ``CIRCUIT_BREAKER_FAILURE_THRESHOLD``
 failed calls.
@@ -21,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
+from ..errors import CircuitOpenError
 from ..events.model import KIND_TIMEOUT
 from ..retry.policy import GAVE_UP_EXHAUSTED, gave_up_of
 from .state import BreakerState, Outcome
@@ -28,26 +35,65 @@ from .state import BreakerState, Outcome
 if TYPE_CHECKING:
     from .breaker import CircuitBreaker
 
-__all__ = ["LogicalCall"]
+__all__ = ["AttemptRun", "LogicalCall"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _CLOSED = BreakerState.CLOSED
 _HALF_OPEN = BreakerState.HALF_OPEN
+_OPEN = BreakerState.OPEN
+_FAILED = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
+
+
+class AttemptRun:
+    """Failed attempts in a row across one breaker's calls, within one state version.
+
+    Kept in memory by each process (the transition it causes is logged with its
+    reason); any successful attempt, or any transition, starts the run over.
+    """
+
+    __slots__ = ("failed", "limit", "opening", "version")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.failed = 0
+        self.version = -1
+        self.opening = False  # the run is complete and its transition is committing
+
+    def succeeded(self) -> None:
+        """A successful attempt: the run is broken."""
+        self.failed = 0
+
+    def failed_at(self, version: int) -> bool:
+        """Count a failed attempt in ``version``; True when the run reaches the limit."""
+        if version != self.version:
+            self.version, self.failed = version, 0
+        self.failed += 1
+        return 0 < self.limit <= self.failed
 
 
 class LogicalCall:
     """One call's attempts through ``breaker``: ``attempt`` each, ``finish`` once."""
 
-    __slots__ = ("_breaker", "_counted", "_start", "_trial", "_version")
+    __slots__ = (
+        "_breaker",
+        "_counted",
+        "_run",
+        "_sent",
+        "_start",
+        "_trial",
+        "_version",
+    )
 
-    def __init__(self, breaker: CircuitBreaker) -> None:
+    def __init__(self, breaker: CircuitBreaker, run: AttemptRun | None = None) -> None:
         self._breaker = breaker
+        self._run = run
         self._version = -1  # the state version of the first admitted attempt
         self._trial: int | None = None
         self._start: float | None = None
         self._counted = False  # a timed-out attempt already counted for this call
+        self._sent = 0.0  # monotonic time the latest trial attempt was sent
 
     async def attempt(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
@@ -56,6 +102,11 @@ class LogicalCall:
         b = self._breaker
         if b._passthrough:
             return await fn(*args, **kwargs)
+        if self._run is not None and self._run.opening:
+            b.rejections += 1  # no new attempt while the run's transition commits
+            raise CircuitOpenError(
+                b.name, b.settings.circuit_breaker_timeout, state=_OPEN.value
+            )
         state = b._state
         if state is _CLOSED and b._inline:
             if self._version < 0:
@@ -68,15 +119,37 @@ class LogicalCall:
             self._trial = trial
         if b._slow_after is not None:
             self._start = b._clock.monotonic()
+        if self._trial is not None:
+            self._sent = b._clock.monotonic()
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except BaseException as exc:
-            if not self._counted:
-                outcome, kind, status = b._judge(exc)
-                if outcome is Outcome.TIMEOUT:
-                    self._counted = True
-                    await self._count_timeout(kind, status)
+            outcome, kind, status = b._judge(exc)
+            if outcome is Outcome.TIMEOUT and not self._counted:
+                self._counted = True
+                await self._count_timeout(kind, status)
+            if outcome in _FAILED and self._run is not None:
+                await self._count_in_run(kind, status)
             raise
+        if self._run is not None:
+            self._run.succeeded()
+        return result
+
+    async def _count_in_run(self, kind: str, status: int | None) -> None:
+        """Open a CLOSED breaker when this failed attempt completes the run."""
+        b, run = self._breaker, self._run
+        assert run is not None
+        version = b._version
+        if run.failed_at(version) and b._state is _CLOSED and not run.opening:
+            run.opening = True
+            try:
+                await b._transition(
+                    BreakerState.OPEN,
+                    f"{run.failed} consecutive failed attempts across calls ({kind})",
+                    expect_version=version,
+                )
+            finally:
+                run.opening = False
 
     def _holds_trial(self, state: BreakerState) -> bool:
         """Whether this call's trial slot is still good for another attempt."""
@@ -100,10 +173,12 @@ class LogicalCall:
         if b._state is _CLOSED:
             await b._maybe_trip(version)
         elif b._state is _HALF_OPEN:
+            waited = b._clock.monotonic() - self._sent if trial is not None else 0.0
             await b._transition(
                 BreakerState.OPEN,
                 f"trial call timed out ({kind})",
                 expect_version=version,
+                waited=waited,
             )
 
     async def finish(self, exc: BaseException | None) -> None:

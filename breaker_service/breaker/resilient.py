@@ -3,7 +3,9 @@
 Each attempt goes through the breaker, so an open breaker stops the retries at once
 with ``CircuitOpenError``; each name has its own retry budget. With
 ``CIRCUIT_BREAKER_COUNT=calls`` (the default) the breaker counts the whole call
-once (``logical.py``); with ``attempts`` it counts every attempt, as before.
+once (``logical.py``), and each name's ``AttemptRun`` opens it after
+``CIRCUIT_BREAKER_ATTEMPT_RUN`` failed attempts in a row across calls; with
+``attempts`` it counts every attempt, as before.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ..retry.classify import Classifier
 from ..retry.policy import RetryPolicy
 from .breaker import CircuitBreaker
 from .listeners import ListenerHub
-from .logical import LogicalCall
+from .logical import AttemptRun, LogicalCall
 
 __all__ = ["ResilientCalls"]
 
@@ -43,6 +45,7 @@ class ResilientCalls:
         self._clock = clock
         self._listeners = listeners
         self._policies: dict[str, RetryPolicy] = {}
+        self._runs: dict[str, AttemptRun | None] = {}
 
     def policy(self, name: str) -> RetryPolicy:
         """The retry policy for ``name``: its settings, its own retry budget."""
@@ -72,7 +75,7 @@ class ResilientCalls:
         policy = self.policy(name)
         if breaker.settings.circuit_breaker_count == "attempts":
             return await policy.call(breaker.call, fn, *args, **kwargs)
-        call = LogicalCall(breaker)
+        call = LogicalCall(breaker, self._run_of(name, breaker))
         try:
             result = await policy.call(call.attempt, fn, *args, **kwargs)
         except BaseException as exc:
@@ -80,3 +83,12 @@ class ResilientCalls:
             raise
         await call.finish(None)
         return result
+
+    def _run_of(self, name: str, breaker: CircuitBreaker) -> AttemptRun | None:
+        """``name``'s run of failed attempts (None when the rule is off)."""
+        try:
+            return self._runs[name]
+        except KeyError:
+            limit = breaker.settings.attempt_run_limit
+            run = self._runs[name] = AttemptRun(limit) if limit > 0 else None
+            return run

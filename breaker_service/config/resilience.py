@@ -30,6 +30,7 @@ class ResilienceSettings(BaseModel):
     retry_budget_min_concurrency: int = Field(10, ge=0, le=10_000)
 
     circuit_breaker_count: Literal["calls", "attempts"] = "calls"
+    circuit_breaker_attempt_run: int | None = Field(None, ge=0, le=100_000)
     circuit_breaker_failure_threshold: int = Field(5, ge=1, le=100_000)
     circuit_breaker_success_threshold: int = Field(2, ge=1, le=100_000)
     circuit_breaker_timeout: float = Field(60.0, gt=0, le=86400)
@@ -64,6 +65,19 @@ class ResilienceSettings(BaseModel):
     def retry_active(self) -> bool:
         """Retries run only when the whole layer and the retry half are on."""
         return self.resilience_enabled and self.resilience_retry_enabled
+
+    @property
+    def attempt_run_limit(self) -> int:
+        """Failed attempts in a row, across calls, that open the breaker (0: no rule).
+
+        ``CIRCUIT_BREAKER_ATTEMPT_RUN``, or the threshold's worth of calls in attempts
+        (``CIRCUIT_BREAKER_FAILURE_THRESHOLD`` x ``RETRY_MAX_ATTEMPTS``): the same
+        evidence as that many failed calls, seen without waiting for them to end.
+        """
+        if self.circuit_breaker_attempt_run is not None:
+            return self.circuit_breaker_attempt_run
+        attempts = self.retry_max_attempts if self.retry_active else 1
+        return self.circuit_breaker_failure_threshold * attempts
 
     @property
     def breaker_active(self) -> bool:
