@@ -105,6 +105,8 @@ class Rule:
     ``timeouts_count`` (with ``calls``): a timed-out attempt counts as a failure when
     it happens; a failed call then counts only if none of its attempts timed out.
     ``trial_bound``: a trial that has not reported after this long reopens.
+    ``attempt_run`` (with ``calls``): this many failed attempts in a row, across
+    calls, also open the breaker (``CIRCUIT_BREAKER_ATTEMPT_RUN``).
     """
 
     key: str
@@ -125,6 +127,7 @@ class Rule:
     give_ups_count: bool = True
     timeouts_count: bool = False
     trial_bound: float = TRIAL_BOUND
+    attempt_run: int | None = None
 
 
 OFF = Rule("off", "breaker off (retries only)", count="off")
@@ -157,6 +160,14 @@ RULES: list[Rule] = [
         label="(b) calls, 5 consecutive, budget-cut calls ignored, timed-out attempts count at once; trial = 1 call, 2 to close",
         give_ups_count=False,
         timeouts_count=True,
+    ),
+    replace(
+        CALLS,
+        key="B-tr",
+        label="(b) as B-t, and 15 failed attempts in a row across calls open it (today)",
+        give_ups_count=False,
+        timeouts_count=True,
+        attempt_run=15,
     ),
     replace(
         CALLS,
@@ -360,6 +371,7 @@ class Breaker:
         self.slots: dict[object, float] = {}
         self.transitions: list[tuple[float, str]] = []
         self.rejections = 0
+        self.failed_run = 0  # failed attempts in a row, across calls (attempt_run)
 
     # admission
     def admit(self, call: Call, attempt: int) -> int:
@@ -401,6 +413,11 @@ class Breaker:
         rule = self.rule
         if rule.count == "off" or version != self.version:
             return
+        if self.state == CLOSED and rule.count == "calls" and rule.attempt_run:
+            self.failed_run = 0 if ok else self.failed_run + 1
+            if self.failed_run >= rule.attempt_run:
+                self._move(OPEN)
+                return
         if self.state == CLOSED:
             if rule.count == "calls" and timeout and rule.timeouts_count:
                 call.timed_out = True
@@ -487,6 +504,7 @@ class Breaker:
         self.slots.clear()
         self.trial_ok = self.trial_failed = 0
         self.consecutive = 0
+        self.failed_run = 0
         self.streak.clear()
         self.window.clear()
         self.window_failures = 0
@@ -811,6 +829,7 @@ MAIN: list[Contender] = [
         "B",
         "B-ng",
         "B-t",
+        "B-tr",
         "B6-t",
         "B6",
         "B-ta",
@@ -840,6 +859,7 @@ HALF_OPEN_ROWS: list[Contender] = [
             "B",
             "B-ng",
             "B-t",
+            "B-tr",
             "B6-t",
             "B-t10",
             "B-2of3c",
@@ -1010,7 +1030,7 @@ def long_run(plan: Plan) -> str:
     """Table 2b: the leading rules for hours at 40-50 % (rare trips show up)."""
     hours = plan.long_hours
     rows = []
-    for key in ["off", "B-t", "B6-t"]:
+    for key in ["off", "B-t", "B-tr", "B6-t"]:
         cells = []
         for rate in (0.4, 0.5):
             runs = [
