@@ -19,8 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import uvicorn
 from rich.table import Table
 
+from .api import create_app as service_app
+from .api.auth import mint_token
 from .cli.render import console, status_table
 from .config import Settings
 from .providers.flaky import (
@@ -140,11 +143,6 @@ async def _scenario(
 
 async def run_demo(settings: Settings, *, once: bool = True, seed: int = 7) -> int:
     """Start providers and the service, run the scenario, print what happened."""
-    import uvicorn  # noqa: PLC0415
-
-    from .api import create_app as service_app  # noqa: PLC0415
-    from .api.auth import mint_token  # noqa: PLC0415
-
     work = Path(tempfile.mkdtemp(prefix="breaker-demo-"))
     files = []
     for index in range(60):

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .errors import EventLogError
 from .events.sql_errors import sql_errors
+from .schema import metadata
 
 __all__ = [
     "SCHEMA_HEAD",
@@ -42,7 +43,8 @@ def migrations_dir() -> Path:
 
 
 def _config(connection: Connection | None = None) -> Any:
-    from alembic.config import Config  # noqa: PLC0415 - alembic only when migrating
+    # deferred: Alembic (about a second) loads only when a migration runs, not at head
+    from alembic.config import Config  # noqa: PLC0415
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
@@ -52,7 +54,7 @@ def _config(connection: Connection | None = None) -> Any:
 
 
 def _upgrade_sync(connection: Connection, revision: str) -> None:
-    from alembic import command  # noqa: PLC0415
+    from alembic import command  # noqa: PLC0415 - deferred: Alembic, as in _config
 
     if connection.dialect.name == "postgresql":
         connection.execute(
@@ -62,22 +64,22 @@ def _upgrade_sync(connection: Connection, revision: str) -> None:
 
 
 def _downgrade_sync(connection: Connection, revision: str) -> None:
-    from alembic import command  # noqa: PLC0415
+    from alembic import command  # noqa: PLC0415 - deferred: Alembic, as in _config
 
     command.downgrade(_config(connection), revision)
 
 
 def _current_sync(connection: Connection) -> str | None:
+    # deferred: Alembic, as in _config
     from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
 
     return MigrationContext.configure(connection).get_current_revision()
 
 
 def _diff_sync(connection: Connection) -> list[Any]:
+    # deferred: Alembic, as in _config
     from alembic.autogenerate import compare_metadata  # noqa: PLC0415
     from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
-
-    from .schema import metadata  # noqa: PLC0415
 
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, metadata))

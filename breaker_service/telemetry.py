@@ -40,7 +40,7 @@ from .breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from .errors import CircuitOpenError
 from .events.model import TransitionRecord
 from .redaction import error_text, scrub
-from .retry.policy import GiveUp, RetryScheduled, attempts_of
+from .retry.outcome import GiveUp, RetryScheduled, attempts_of
 
 try:  # The one optional dependency (the ``otel`` extra); without it all is inert.
     from opentelemetry import metrics, trace

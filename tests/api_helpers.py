@@ -34,22 +34,6 @@ from breaker_service.providers.flaky import create_app as flaky_app
 SECRET = "api-test-secret-0123456789abcdefghijkl"
 KIMI_KEY = "sk-kimi-api-test-5e8a1c"
 PROBLEM = "application/problem+json"
-ENV_VARIABLES = (
-    "BREAKER_SERVICE_JWT_SECRET",
-    "BREAKER_SERVICE_JWT_PUBLIC_KEY",
-    "BREAKER_SERVICE_JWT_PRIVATE_KEY",
-    "BREAKER_SERVICE_JWT_ALGORITHM",
-    "AUTH_DISABLED",
-    "METRICS_PUBLIC",
-    "KIMI_API_KEY",
-    "MOONSHOT_API_KEY",
-    "GLM_API_KEY",
-    "ZHIPUAI_API_KEY",
-    "SUPABASE_URL",
-    "SUPABASE_SERVICE_KEY",
-    "SUPABASE_KEY",
-    "DATABASE_URL",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +117,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No key, URL or switch reaches the settings from the environment."""
-    for name in ENV_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from breaker_service import testing
 from breaker_service.breaker import BreakerRegistry, CircuitBreaker
@@ -32,7 +29,6 @@ __all__ = [
     "Provider",
     "copy_log",
     "fail_times",
-    "hide_environment",
     "make_settings",
     "memory_registry",
     "outcome_totals",
@@ -46,17 +42,6 @@ __all__ = [
     "succeed_times",
     "wait_until",
 ]
-
-
-_OUR_VARIABLES = frozenset(name.upper() for name in Settings.model_fields)
-
-
-def hide_environment(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
-    """Hide the developer's settings variables and ``./.env``: run in ``directory``."""
-    for key in list(os.environ):
-        if key.upper().split("__", 1)[0] in _OUR_VARIABLES:
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(directory)
 
 
 def make_settings(**values: Any) -> Settings:

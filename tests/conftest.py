@@ -1,7 +1,12 @@
-"""Shared fixtures: PostgreSQL for the ``postgres`` tests.
+"""Shared fixtures: a clean environment, a fake clock, testing mode off; PostgreSQL.
 
-``postgres_url`` is ``BREAKER_TEST_POSTGRES_URL`` when set, else a throwaway cluster
-started from the server binaries (``tests/pg.py``) once per session.
+Fixtures that several test modules need are defined here once. Those a module wants
+for every test (``clean_environment``, ``testing_mode_off``, ``reuse_servers``) are
+not autouse here: the module says ``pytestmark = pytest.mark.usefixtures(...)``.
+
+PostgreSQL for the ``postgres`` tests: ``postgres_url`` is
+``BREAKER_TEST_POSTGRES_URL`` when set, else a throwaway cluster started from the
+server binaries (``tests/pg.py``) once per session.
 ``fresh_postgres_url`` gives each test its own empty database on that server.
 ``postgres_cluster`` is always a throwaway cluster the tests control (stop/start for
 outage tests), started separately when the URL points at an external server.
@@ -15,12 +20,83 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from breaker_helpers import Provider
 from pg import PostgresCluster, PostgresUnavailable, fresh_database
+from pydantic import AliasChoices
+from upload_helpers import reusing_servers
 
-from breaker_service.config import normalize_database_url
+from breaker_service import testing
+from breaker_service.clock import FakeClock
+from breaker_service.config import Settings, normalize_database_url
+
+
+def _settings_variables() -> frozenset[str]:
+    """Every variable that sets a field of ``Settings``: its name and its aliases."""
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(name.upper())
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice).upper() for choice in alias.choices)
+        elif isinstance(alias, str):
+            names.add(alias.upper())
+    return frozenset(names)
+
+
+HIDDEN_VARIABLES = _settings_variables() | {"GATEWAY_KEY"}
+"""What ``clean_environment`` hides: the settings' variables (and ``X__Y`` nested
+under them), and the key variable the config tests' compatible provider names."""
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No setting of the developer's environment or ``./.env`` leaks in (nor into
+    child processes): our variables are removed and the test runs in ``tmp_path``."""
+    for key in list(os.environ):
+        if key.upper().split("__", 1)[0] in HIDDEN_VARIABLES:
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fresh fake clock."""
+    return FakeClock()
+
+
+@pytest.fixture
+def kimi(clock: FakeClock) -> Provider:
+    """The scripted "kimi" provider on the test's clock."""
+    return Provider("kimi", clock)
+
+
+@pytest.fixture
+def testing_mode_off() -> Iterator[None]:
+    """Real backoff values (through the fake clock), whatever the suite set before;
+    the mode is left as it was found."""
+    previous = (testing.STATE.enabled, testing.STATE.attempts)
+    testing.set_testing(False)
+    yield
+    testing.STATE.enabled, testing.STATE.attempts = previous
+
+
+@pytest.fixture(scope="module")
+def reuse_servers() -> Iterator[None]:
+    """Flaky servers run for the whole module and are reset for each test."""
+    with reusing_servers():
+        yield
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite gives up on a lock after 0.3 s instead of 5 s (the test stays quick)."""
+    monkeypatch.setattr("breaker_service.events.sql.SQLITE_BUSY_TIMEOUT_MS", 300)
+
 
 POSTGRES_FIXTURES = frozenset(
     {"postgres_url", "postgres_cluster", "fresh_postgres_url"}

@@ -32,7 +32,7 @@ from breaker_service.errors import ConfigError
 from breaker_service.migrate import SCHEMA_HEAD
 
 # The shared fixtures: pytest finds them here by name.
-clean_environment = api_helpers.clean_environment
+pytestmark = pytest.mark.usefixtures("clean_environment")
 upstream_server = api_helpers.upstream_server
 upstream = api_helpers.upstream
 open_service = api_helpers.open_service

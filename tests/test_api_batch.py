@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 import api_helpers
+import pytest
 from api_helpers import OpenService, Service, assert_problem
 
 from breaker_service.api.routes.batch_files import MAX_BATCH_FILES
 
-clean_environment = api_helpers.clean_environment
+pytestmark = pytest.mark.usefixtures("clean_environment")
 upstream_server = api_helpers.upstream_server
 upstream = api_helpers.upstream
 open_service = api_helpers.open_service

@@ -11,19 +11,13 @@ import api_helpers
 import pytest
 from api_helpers import Service, assert_problem, upload
 
-from breaker_service.events import sql as sql_module
-
-clean_environment = api_helpers.clean_environment
 upstream_server = api_helpers.upstream_server
 upstream = api_helpers.upstream
 open_service = api_helpers.open_service
 service = api_helpers.service
 
 
-@pytest.fixture(autouse=True)
-def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite gives up on a lock after 0.3 s instead of 5 s."""
-    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+pytestmark = pytest.mark.usefixtures("clean_environment", "short_busy_timeout")
 
 
 @contextlib.contextmanager

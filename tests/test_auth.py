@@ -162,11 +162,7 @@ def hs512(payload: dict[str, Any]) -> str:
         return jwt.encode(payload, SECRET, algorithm="HS512")
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No token setting reaches the tests from the environment."""
-    for name in ENV_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @asynccontextmanager

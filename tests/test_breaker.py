@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from breaker_helpers import (
     Provider,
     fail_times,
-    hide_environment,
     memory_registry,
     real_backoff,
     rejected,
@@ -81,22 +79,7 @@ FORMS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No settings from the developer's environment or ``.env`` leak in."""
-    hide_environment(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fresh fake clock."""
-    return FakeClock()
-
-
-@pytest.fixture
-def kimi(clock: FakeClock) -> Provider:
-    """The scripted "kimi" provider."""
-    return Provider("kimi", clock)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 # -- the seed's scenarios -------------------------------------------------------------

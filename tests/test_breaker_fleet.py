@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from itertools import count
-from pathlib import Path
 from typing import Any
 
 import pytest
-from breaker_helpers import Provider, hide_environment, wait_until
+from breaker_helpers import Provider, wait_until
 
 from breaker_service.breaker import BreakerState, CircuitBreaker
 from breaker_service.clock import FakeClock
@@ -28,15 +27,7 @@ HALF_OPEN = BreakerState.HALF_OPEN
 OTHER = "replica-b"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    hide_environment(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fake clock at a fixed wall-clock time."""
-    return FakeClock()
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 class Heard:

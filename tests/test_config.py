@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import traceback
 from pathlib import Path
@@ -39,17 +38,7 @@ def _variables_of(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(names)
 
 
-_OUR_VARIABLES = _variables_of(Settings) | {"GATEWAY_KEY"}
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Hide the developer's variables and ``.env``: run in an empty directory."""
-    for key in list(os.environ):
-        if key.upper().split("__", 1)[0] in _OUR_VARIABLES:
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def _config_error(**env: str) -> ConfigError:

@@ -8,7 +8,6 @@ an example line fails here.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -79,14 +78,7 @@ def assignments() -> list[tuple[int, bool, str, str]]:
     return found
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Hide the developer's variables and ``.env``: run in an empty directory."""
-    ours = {name for field in Settings.model_fields for name in env_names(field)}
-    for key in list(os.environ):
-        if key.upper().split("__", 1)[0] in ours:
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def test_the_example_parses_with_python_dotenv() -> None:

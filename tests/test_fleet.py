@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from breaker_helpers import hide_environment
 from fleet_helpers import (
     ReplicaProcess,
     flaky_provider,
@@ -49,7 +48,11 @@ from breaker_service.events.sql import SqlEventLog
 from breaker_service.migrate import upgrade
 from breaker_service.providers.flaky import FaultConfig
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(180),
+    pytest.mark.usefixtures("clean_environment"),
+]
 
 NAME = "kimi"
 REPLICAS = 4
@@ -57,12 +60,6 @@ THRESHOLD = 3
 BOUND = 60.0  # seconds: no test may take longer than this
 COOLDOWN = 1.0
 TRIAL_TIMEOUT = 1.5
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No settings from the developer's environment or ``.env`` leak in (nor into children)."""
-    hide_environment(monkeypatch, tmp_path)
 
 
 async def on_all(

@@ -8,7 +8,7 @@ import api_helpers
 import pytest
 from api_helpers import OpenService, Service, assert_problem
 
-clean_environment = api_helpers.clean_environment
+pytestmark = pytest.mark.usefixtures("clean_environment")
 upstream_server = api_helpers.upstream_server
 upstream = api_helpers.upstream
 open_service = api_helpers.open_service

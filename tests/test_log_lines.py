@@ -26,7 +26,6 @@ from upload_helpers import (
     write_file,
 )
 
-from breaker_service import testing
 from breaker_service.clock import FakeClock
 from breaker_service.errors import ProviderUnavailable
 from breaker_service.redaction import ERROR_TEXT_LIMIT, error_text
@@ -35,13 +34,7 @@ from breaker_service.retry import RetryPolicy
 RETRY_FIELDS = ("provider", "attempt", "max_attempts", "delay", "status", "error")
 
 
-@pytest.fixture(autouse=True)
-def testing_mode_off() -> Any:
-    """Real backoff values (through the fake clock), whatever the suite set before."""
-    previous = (testing.STATE.enabled, testing.STATE.attempts)
-    testing.set_testing(False)
-    yield
-    testing.STATE.enabled, testing.STATE.attempts = previous
+pytestmark = pytest.mark.usefixtures("testing_mode_off")
 
 
 class Failing:

@@ -63,7 +63,7 @@ BACKENDS = [
 SQL_BACKENDS = BACKENDS[1:]
 
 # The API fixtures (readyz and metrics), bound to names pytest finds here.
-clean_environment = api_helpers.clean_environment
+pytestmark = pytest.mark.usefixtures("clean_environment")
 upstream_server = api_helpers.upstream_server
 upstream = api_helpers.upstream
 open_service = api_helpers.open_service

@@ -8,21 +8,19 @@ import inspect
 import logging
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from upload_helpers import (
     GLM_KEY,
-    KEY_VARIABLES,
     KIMI_KEY,
     Reply,
     flaky_server,
     make_settings,
     open_orchestrator,
     reply_server,
-    reusing_servers,
     write_file,
 )
 
@@ -42,20 +40,7 @@ from breaker_service.providers import (
 from breaker_service.providers.errors import map_transport_error
 from breaker_service.providers.flaky import free_port
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _reuse_servers() -> Iterator[None]:
-    """Flaky servers run for the whole module and are reset for each test."""
-    with reusing_servers():
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _no_keys_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keys come from the tests only: no key variables, no ``.env`` in the cwd."""
-    for variable in KEY_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("reuse_servers", "clean_environment")
 
 
 SAMPLE = b"hello providers\n"

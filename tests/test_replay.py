@@ -21,7 +21,6 @@ import pytest
 from breaker_helpers import (
     Provider,
     fail_times,
-    hide_environment,
     make_settings,
     rejected,
     replayed_fingerprint,
@@ -59,28 +58,13 @@ OPEN = BreakerState.OPEN
 HALF_OPEN = BreakerState.HALF_OPEN
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No settings from the developer's environment or ``.env`` leak in."""
-    hide_environment(monkeypatch, tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     """The SQLite event-log file of one test."""
     return sqlite_path(tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fresh fake clock."""
-    return FakeClock()
-
-
-@pytest.fixture
-def kimi(clock: FakeClock) -> Provider:
-    """The scripted "kimi" provider."""
-    return Provider("kimi", clock)
 
 
 def next_process(clock: FakeClock, downtime: float) -> FakeClock:

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from breaker_helpers import (
     Provider,
-    hide_environment,
     make_settings,
     sqlite_path,
     sqlite_rows,
@@ -28,7 +27,7 @@ from breaker_service.breaker import BreakerRegistry, BreakerState
 from breaker_service.clock import SystemClock
 from breaker_service.errors import CircuitOpenError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_environment")]
 
 OPEN = BreakerState.OPEN
 HALF_OPEN = BreakerState.HALF_OPEN
@@ -37,12 +36,6 @@ CLOSED = BreakerState.CLOSED
 SCRIPT = Path(__file__).parent / "scripts" / "trip_and_block.py"
 COOLDOWN = 2.0
 START_TIMEOUT = 60.0  # generous: the child imports everything and migrates the file
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No settings from the developer's environment or ``.env`` leak in."""
-    hide_environment(monkeypatch, tmp_path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,9 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
-from breaker_service import testing
 from breaker_service.clock import FakeClock
 from breaker_service.errors import ProviderUnavailable
 from breaker_service.retry import (
@@ -20,22 +18,8 @@ from breaker_service.retry import (
     RetryScheduled,
     attempts_of,
 )
-from breaker_service.testing import set_testing
 
-
-@pytest.fixture(autouse=True)
-def testing_mode_off() -> Iterator[None]:
-    """Every test starts outside testing mode and leaves the mode as it found it."""
-    previous = (testing.STATE.enabled, testing.STATE.attempts)
-    set_testing(False)
-    yield
-    testing.STATE.enabled, testing.STATE.attempts = previous
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fresh fake clock."""
-    return FakeClock()
+pytestmark = pytest.mark.usefixtures("testing_mode_off")
 
 
 def test_min_concurrency_floor_allows_retries_with_no_traffic(clock: FakeClock) -> None:

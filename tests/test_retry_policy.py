@@ -6,7 +6,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -38,19 +37,7 @@ REQUEST = httpx.Request("POST", "https://api.moonshot.test/v1/files")
 STEP = 0.125  # fake seconds a slow call spends between two chances to be cancelled
 
 
-@pytest.fixture(autouse=True)
-def testing_mode_off() -> Iterator[None]:
-    """Every test starts outside testing mode and leaves the mode as it found it."""
-    previous = (testing.STATE.enabled, testing.STATE.attempts)
-    set_testing(False)
-    yield
-    testing.STATE.enabled, testing.STATE.attempts = previous
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fresh fake clock."""
-    return FakeClock()
+pytestmark = pytest.mark.usefixtures("testing_mode_off")
 
 
 def policy_on(clock: FakeClock, **options: Any) -> RetryPolicy:

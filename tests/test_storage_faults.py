@@ -19,7 +19,6 @@ from breaker_service.breaker import BreakerState
 from breaker_service.clock import FakeClock
 from breaker_service.config import Settings, load_settings
 from breaker_service.errors import ConfigError, StorageCorrupt
-from breaker_service.events import sql as sql_module
 from breaker_service.integrity import check_sqlite_file
 from breaker_service.service import Service
 from breaker_service.uploads.keeper import RecordNotSaved
@@ -184,12 +183,6 @@ def _upload_rows(db: Path) -> set[str]:
         rows = {r[0] for r in conn.execute("SELECT provider_file_id FROM uploads")}
     conn.close()
     return rows
-
-
-@pytest.fixture
-def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite gives up on a lock after 0.3 s instead of 5 s (the test stays quick)."""
-    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
 
 
 @pytest.mark.usefixtures("short_busy_timeout")

@@ -18,7 +18,6 @@ import pytest
 from breaker_helpers import (
     Provider,
     fail_times,
-    hide_environment,
     memory_registry,
     outcome_totals,
     rejected,
@@ -41,22 +40,7 @@ HALF_OPEN = BreakerState.HALF_OPEN
 EVENTS_LOGGER = "breaker_service.events"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No settings from the developer's environment or ``.env`` leak in."""
-    hide_environment(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fresh fake clock."""
-    return FakeClock()
-
-
-@pytest.fixture
-def kimi(clock: FakeClock) -> Provider:
-    """The scripted "kimi" provider."""
-    return Provider("kimi", clock)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 from opentelemetry.trace import StatusCode
 
-from breaker_service import testing
 from breaker_service.breaker import BreakerRegistry
 from breaker_service.clock import FakeClock
 from breaker_service.errors import CircuitOpenError, ProviderUnavailable
@@ -99,13 +98,7 @@ class Flaky:
         return "file-1"
 
 
-@pytest.fixture(autouse=True)
-def testing_mode_off() -> Iterator[None]:
-    """Real backoff values (through the fake clock), whatever the suite set before."""
-    previous = (testing.STATE.enabled, testing.STATE.attempts)
-    testing.set_testing(False)
-    yield
-    testing.STATE.enabled, testing.STATE.attempts = previous
+pytestmark = pytest.mark.usefixtures("testing_mode_off")
 
 
 @pytest.fixture

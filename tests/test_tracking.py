@@ -54,11 +54,7 @@ START_TIMEOUT = 60.0  # generous: a child imports (and compiles) everything firs
 RECOVERY = 1_000.0  # fake seconds: past every backoff, lease and breaker timeout
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No Supabase or provider settings leak in from the environment."""
-    for name in (*SUPABASE_VARIABLES, *KEY_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture(scope="session")

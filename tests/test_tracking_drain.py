@@ -7,25 +7,19 @@ from pathlib import Path
 
 import pytest
 from tracking_helpers import (
-    SUPABASE_VARIABLES,
     dead_url,
     make_files,
     stub_ids,
     supabase_server,
     tracking_settings,
 )
-from upload_helpers import KEY_VARIABLES, flaky_server
+from upload_helpers import flaky_server
 
 from breaker_service.api import create_app
 from breaker_service.clock import FakeClock
 from breaker_service.service import Service
 
-
-@pytest.fixture(autouse=True)
-def _no_ambient_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No Supabase or provider settings leak in from the environment."""
-    for name in (*SUPABASE_VARIABLES, *KEY_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 async def test_every_record_is_delivered_before_the_process_ends(

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from upload_helpers import (
     GLM_KEY,
-    KEY_VARIABLES,
     KIMI_KEY,
     FlakyServer,
     Reply,
@@ -22,7 +21,6 @@ from upload_helpers import (
     make_settings,
     open_orchestrator,
     reply_server,
-    reusing_servers,
     write_file,
 )
 
@@ -46,19 +44,7 @@ FAST: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _reuse_servers() -> Iterator[None]:
-    """Flaky servers run for the whole module and are reset for each test."""
-    with reusing_servers():
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _no_keys_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keys come from the tests only: no key variables, no ``.env`` in the cwd."""
-    for variable in KEY_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("reuse_servers", "clean_environment")
 
 
 @dataclass

@@ -141,7 +141,7 @@ class BreakerRegistry:
             )
         # The composition root imports this module; importing it at the top would be
         # a cycle. This convenience is the one place that reaches up to it.
-        from ..service import Service  # noqa: PLC0415
+        from ..service import Service  # noqa: PLC0415 - deferred: cycle, see above
 
         service = await Service.open(
             settings,

@@ -47,7 +47,7 @@ def async_command(body: AsyncBody) -> Command:
 @asynccontextmanager
 async def open_registry(settings: Settings) -> AsyncIterator[BreakerRegistry]:
     """The registry replayed from the configured event log, flushed and closed after."""
-    # The composition root pulls in SQLAlchemy: only commands that need it pay.
+    # deferred: the composition root pulls in SQLAlchemy; only commands needing it pay.
     from ..service import Service  # noqa: PLC0415
 
     async with await Service.open(settings, uploads=False) as service:

@@ -14,8 +14,8 @@ __all__ = ["db"]
 @async_command
 async def db(args: argparse.Namespace, settings: Settings) -> int:
     """Migrate to head, name the current revision, or check models against migrations."""
-    # SQLAlchemy and Alembic take about a second to import: only the commands that
-    # touch the database pay for them.
+    # deferred: SQLAlchemy and Alembic take about a second to import; only the
+    # commands that touch the database pay for them.
     from ..events.sql import redact_url  # noqa: PLC0415
     from ..integrity import check_sqlite_file, sqlite_path  # noqa: PLC0415
     from ..migrate import (  # noqa: PLC0415

@@ -13,7 +13,7 @@ __all__ = ["demo"]
 @async_command
 async def demo(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scenario; exit 1 if an upload failed."""
-    # The demo runs the whole service (FastAPI, uvicorn, httpx): slow to import.
+    # deferred: the demo runs the whole service (FastAPI, uvicorn, httpx): slow import.
     from ..demo import run_demo  # noqa: PLC0415
 
     return await run_demo(settings, once=args.once, seed=args.seed)

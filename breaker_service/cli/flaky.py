@@ -14,7 +14,7 @@ __all__ = ["flaky_provider"]
 
 def flaky_provider(args: argparse.Namespace, _settings: Settings) -> int:
     """Serve the fault-injecting API with the faults the options describe."""
-    # FastAPI and uvicorn: slow to import, needed only by the commands that serve.
+    # deferred: FastAPI and uvicorn are slow to import, needed only to serve.
     import uvicorn  # noqa: PLC0415
 
     from ..providers.flaky import FaultConfig, FlakyProvider, create_app  # noqa: PLC0415

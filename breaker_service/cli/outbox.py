@@ -16,8 +16,8 @@ __all__ = ["outbox"]
 async def outbox(args: argparse.Namespace, settings: Settings) -> int:
     """Pending, delivered and failed rows; ``--redrive`` puts failed rows back first,
     ``--deliver`` delivers what is pending now (bounded by ``--tracking-timeout``)."""
-    # SQLAlchemy and Alembic take about a second to import: only the commands that
-    # touch the database pay for them.
+    # deferred: SQLAlchemy and Alembic take about a second to import; only the
+    # commands that touch the database pay for them.
     from ..service import Service, database_engine  # noqa: PLC0415
     from ..tracking import Outbox  # noqa: PLC0415
 

@@ -12,7 +12,7 @@ __all__ = ["serve"]
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the service until interrupted; several workers each build their own app."""
-    # FastAPI, uvicorn and the whole service stack: the slowest imports of all.
+    # deferred: FastAPI, uvicorn and the whole service stack: the slowest imports.
     import uvicorn  # noqa: PLC0415
 
     from ..api import create_app  # noqa: PLC0415

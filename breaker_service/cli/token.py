@@ -12,7 +12,7 @@ __all__ = ["token"]
 
 def token(args: argparse.Namespace, settings: Settings) -> int:
     """Print a token signed with the configured key."""
-    # PyJWT and cryptography take about half a second to import.
+    # deferred: PyJWT and cryptography take about half a second to import.
     from ..api.auth import mint_token, parse_ttl  # noqa: PLC0415
 
     print(

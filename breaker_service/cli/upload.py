@@ -35,7 +35,7 @@ _ANNOUNCE_EVERY = 5.0
 @async_command
 async def upload(args: argparse.Namespace, settings: Settings) -> int:
     """Upload every path; exit 1 unless all of them were uploaded."""
-    # The composition root (httpx, providers, SQL): slow to import, only used here.
+    # deferred: the composition root (httpx, providers, SQL) is slow to import.
     from ..service import Service  # noqa: PLC0415
 
     async with await Service.open(settings) as service:

@@ -81,29 +81,28 @@ def _key_variables(field: str) -> str:
     return first + "".join(f" (or {other})" for other in others)
 
 
+_BUILT_IN: tuple[tuple[Literal["kimi", "glm"], str], ...] = (
+    ("kimi", "/v1/files"),
+    ("glm", "/api/paas/v4/files"),
+)
+"""The built-in providers: name (also their error dialect) and upload path; the
+rest comes from their ``<name>_*`` fields in ``ProviderSettings``."""
+
+
 def provider_specs(settings: ProviderSettings) -> dict[str, ProviderSpec]:
     """Kimi, GLM, then the compatible providers (which may replace a built-in one)."""
-    specs = {
-        "kimi": ProviderSpec(
-            name="kimi",
-            base_url=settings.kimi_base_url,
-            path="/v1/files",
-            api_key=settings.kimi_api_key,
-            key_variable=_key_variables("kimi_api_key"),
-            purpose=settings.kimi_purpose,
-            max_bytes=settings.kimi_max_bytes,
-            dialect="kimi",
-        ),
-        "glm": ProviderSpec(
-            name="glm",
-            base_url=settings.glm_base_url,
-            path="/api/paas/v4/files",
-            api_key=settings.glm_api_key,
-            key_variable=_key_variables("glm_api_key"),
-            purpose=settings.glm_purpose,
-            max_bytes=settings.glm_max_bytes,
-            dialect="glm",
-        ),
+    specs: dict[str, ProviderSpec] = {
+        name: ProviderSpec(
+            name=name,
+            base_url=getattr(settings, f"{name}_base_url"),
+            path=path,
+            api_key=getattr(settings, f"{name}_api_key"),
+            key_variable=_key_variables(f"{name}_api_key"),
+            purpose=getattr(settings, f"{name}_purpose"),
+            max_bytes=getattr(settings, f"{name}_max_bytes"),
+            dialect=name,
+        )
+        for name, path in _BUILT_IN
     }
     for compat in settings.openai_compat_providers:
         specs[compat.name] = ProviderSpec(

@@ -328,7 +328,7 @@ def serve_in_thread(
     app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
 ) -> Iterator[str]:
     """Run ``app`` under uvicorn in a background thread; yields its base URL."""
-    import uvicorn  # noqa: PLC0415 - only where a server is started
+    import uvicorn  # noqa: PLC0415 - deferred: only where a server starts
 
     port = port or free_port(host)
     config = uvicorn.Config(

@@ -1,5 +1,6 @@
 """Retries: backoff, classification, budget and the ``RetryPolicy`` engine."""
 
+from .attempt import Attempt
 from .backoff import backoff_delay
 from .budget import RetryBudget
 from .classify import (
@@ -8,14 +9,8 @@ from .classify import (
     Classifier,
     parse_retry_after,
 )
-from .policy import (
-    Attempt,
-    GiveUp,
-    GiveUpCause,
-    RetryPolicy,
-    RetryScheduled,
-    attempts_of,
-)
+from .outcome import GiveUp, GiveUpCause, RetryScheduled, attempts_of
+from .policy import RetryPolicy
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",

@@ -7,6 +7,7 @@ their own codes (an exhausted quota is a 429 that must not be retried).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -64,8 +65,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 def _httpx_classification(exc: BaseException) -> Classification | None:
     """httpx's transport errors, without importing httpx unless it is already loaded."""
-    import sys  # noqa: PLC0415 - keep httpx optional for this module
-
     httpx: Any = sys.modules.get("httpx")
     if httpx is None:
         return None

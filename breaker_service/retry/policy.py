@@ -8,27 +8,36 @@ error itself, with ``attempts`` set on it.
 Each scheduled retry logs ``[RETRY] kimi attempt 1/3 failed (503), retrying after
 1.00s: <error>`` at INFO, a give-up ``[RETRY] kimi giving up after attempt 3 (503, 3
 attempts): <error>`` at WARNING; the error's message is scrubbed of keys, and the
-values ride along as ``extra=`` fields for structured formatters.
+values ride along as ``extra=`` fields for structured formatters. The hook payloads
+(``outcome.py``) and ``Attempt`` (``attempt.py``) live in their own modules and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import testing
 from ..clock import Clock, SystemClock
 from ..redaction import error_text
+from .attempt import Attempt
 from .backoff import backoff_delay
 from .budget import RetryBudget
 from .classify import Classification, Classifier
+from .outcome import (
+    GAVE_UP_EXHAUSTED,
+    GiveUp,
+    GiveUpCause,
+    RetryScheduled,
+    attempts_of,
+    gave_up_of,
+    mark,
+)
 
 if TYPE_CHECKING:
     from ..config import ResilienceSettings
@@ -50,56 +59,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _DEFAULT_CLASSIFIER = Classifier()
-
-GiveUpCause = Literal["attempts", "retry_after", "deadline", "budget"]
-"""Why a policy stopped retrying a transient error, as a low-cardinality code."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryScheduled:
-    """Passed to ``on_retry`` hooks: a retry is about to wait ``delay`` seconds."""
-
-    name: str
-    attempt: int
-    max_attempts: int
-    delay: float
-    error: BaseException
-    classification: Classification
-
-
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    """Passed to ``on_give_up`` hooks: the last error is about to be re-raised."""
-
-    name: str
-    attempts: int
-    reason: str
-    error: BaseException
-    classification: Classification
-    cause: GiveUpCause = "attempts"
-
-
-def attempts_of(exc: BaseException) -> int | None:
-    """How many attempts a retried call made before raising ``exc`` (None if unknown)."""
-    value = getattr(exc, "attempts", None)
-    return value if isinstance(value, int) else None
-
-
-def _mark(exc: BaseException, attempts: int, gave_up: str = "permanent") -> None:
-    """Note on ``exc`` how many attempts were made and why the retries stopped."""
-    with contextlib.suppress(AttributeError):  # exceptions with __slots__
-        exc.attempts = attempts  # type: ignore[attr-defined]
-        exc.gave_up = gave_up  # type: ignore[attr-defined]
-
-
-GAVE_UP_EXHAUSTED = frozenset({"attempts", "retry_after", "deadline"})
-"""Why a call ended that says the provider failed it (vs. "budget", "permanent")."""
-
-
-def gave_up_of(exc: BaseException) -> str | None:
-    """Why the retries around ``exc`` stopped (``None`` if no policy saw it)."""
-    reason = getattr(exc, "gave_up", None)
-    return reason if isinstance(reason, str) else None
 
 
 class RetryPolicy:
@@ -245,7 +204,7 @@ class RetryPolicy:
         if testing.STATE.attempts is not None:
             limit = min(limit, testing.STATE.attempts)
         if not verdict.transient:
-            _mark(exc, number)
+            mark(exc, number)
             raise exc
         if number >= limit:
             self._give_up(
@@ -326,7 +285,7 @@ class RetryPolicy:
         verdict: Classification,
         cause: GiveUpCause,
     ) -> None:
-        _mark(exc, number, cause)
+        mark(exc, number, cause)
         text = error_text(exc)
         logger.warning(
             "[RETRY] %s giving up after attempt %d (%s, %s): %s",
@@ -441,7 +400,7 @@ class RetryPolicy:
                 if error is None:
                     return
                 if not self.enabled:
-                    _mark(error, number)
+                    mark(error, number)
                     raise error
                 delay = self._decide(error, number, started)
                 charged = self._budget is not None
@@ -450,28 +409,3 @@ class RetryPolicy:
         finally:
             if charged and self._budget is not None:
                 self._budget.release()
-
-
-class Attempt:
-    """One try inside ``policy.attempts()``: use it as ``with attempt: ...``."""
-
-    __slots__ = ("error", "number", "timeout")
-
-    def __init__(self, number: int, timeout: float | None) -> None:
-        self.number = number
-        self.timeout = timeout
-        self.error: Exception | None = None
-
-    def __enter__(self) -> Attempt:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        if isinstance(exc, Exception):
-            self.error = exc
-            return True  # the iterator decides whether to retry or re-raise
-        return False

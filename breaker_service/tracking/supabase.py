@@ -70,7 +70,7 @@ class SupabaseSink:
 
     async def _connect(self) -> Any:
         if self._client is None:
-            from supabase import AsyncClientOptions, acreate_client  # noqa: PLC0415 - heavy import
+            from supabase import AsyncClientOptions, acreate_client  # noqa: PLC0415 - deferred: heavy import
 
             # The timeout goes on our own httpx client: postgrest's ``timeout``
             # parameter is deprecated (a DeprecationWarning on every client).
@@ -89,7 +89,7 @@ class SupabaseSink:
 
     async def upsert(self, rows: list[dict[str, Any]]) -> int:
         """Upsert ``rows`` by id; returns how many the server acknowledged."""
-        from postgrest.exceptions import APIError  # noqa: PLC0415
+        from postgrest.exceptions import APIError  # noqa: PLC0415 - deferred: as supabase
 
         try:
             client = await self._connect()

@@ -126,7 +126,7 @@ class UploadOrchestrator:
         """
         # The composition root imports this module; importing it at the top would be
         # a cycle. This convenience is the one place that reaches up to it.
-        from ..service import Service  # noqa: PLC0415
+        from ..service import Service  # noqa: PLC0415 - deferred: cycle, see above
 
         service = await Service.open(
             settings, clock=clock, registry=registry, transport=transport
