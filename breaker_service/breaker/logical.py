@@ -10,16 +10,19 @@ cancelled counts as nothing. An attempt that times out counts at once (a hung
 provider must open the breaker without waiting for every call's retries), and its
 call is then not counted a second time. In HALF_OPEN a trial is one logical call:
 its first attempt takes the trial slot and its retries keep it while the state
-version holds. A full outage with several calls in flight would let each of them
-spend all its attempts before the threshold's worth of calls has ended, so an
-``AttemptRun`` also opens the breaker after ``CIRCUIT_BREAKER_ATTEMPT_RUN`` failed
-attempts in a row across calls (by default the threshold's calls in attempts: the
-same evidence, seen sooner). A trial that timed out reopens the breaker with the
-cooldown counted from when the trial was sent, so a hung provider that recovers
-meanwhile is probed again at once rather than a whole cooldown later. Why: at 20-50 % random faults, counting attempts trips a provider
-that still works (``bench/counting_rules.py``); counting calls does not, and a
-real outage still opens the breaker within ``CIRCUIT_BREAKER_FAILURE_THRESHOLD``
-failed calls.
+version holds.
+
+A full outage with several calls in flight would let each of them spend all its
+attempts before the threshold's worth of calls has ended, so an ``AttemptRun``
+also opens the breaker after ``CIRCUIT_BREAKER_ATTEMPT_RUN`` failed attempts in a
+row across calls (by default one call more than the threshold's calls, in
+attempts). A trial that timed out reopens the breaker with the cooldown counted
+from when the trial was sent, so a hung provider that recovers meanwhile is probed
+again at once rather than a whole cooldown later.
+
+Why: at 20-50 % random faults, counting attempts trips a provider that still works
+(``bench/counting_rules.py``); counting calls does not, and a real outage still
+opens the breaker within ``CIRCUIT_BREAKER_FAILURE_THRESHOLD`` failed calls.
 """
 
 from __future__ import annotations
