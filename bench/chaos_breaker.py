@@ -536,16 +536,13 @@ def report_breaker(
         **{k: v for k, v in values.items() if k in ResilienceSettings.model_fields}
     )
     per_call = resilience.retry_max_attempts
-    # the threshold + one probe, in requests. Counting calls, the breaker opens
-    # after CIRCUIT_BREAKER_ATTEMPT_RUN failed attempts in a row (the threshold's
-    # calls in attempts) and a trial call keeps its slot for its retries.
+    # the threshold + one probe, in requests: counting calls, the threshold's
+    # calls in attempts and one trial call (it keeps its slot for its retries)
+    threshold = resilience.circuit_breaker_failure_threshold
     if resilience.circuit_breaker_count == "calls":
-        run = resilience.attempt_run_limit
-        allowed = (
-            run or resilience.circuit_breaker_failure_threshold * per_call
-        ) + per_call
+        allowed = (threshold + 1) * per_call
     else:
-        allowed = resilience.circuit_breaker_failure_threshold + 1
+        allowed = threshold + 1
     batch, batch_met = _batch_table(runs, plan)
     outage, outage_met = _outage_table(runs, allowed)
     settings = ", ".join(f"`{k.upper()}={v}`" for k, v in (overrides or {}).items())

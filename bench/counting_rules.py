@@ -164,18 +164,18 @@ RULES: list[Rule] = [
     replace(
         CALLS,
         key="B-tr",
-        label="(b) as B-t, and 18 failed attempts in a row across calls open it (today)",
-        give_ups_count=False,
-        timeouts_count=True,
-        attempt_run=18,
-    ),
-    replace(
-        CALLS,
-        key="B-tr15",
-        label="(b) as B-t, and 15 failed attempts in a row across calls open it",
+        label="(b) as B-t, and 15 failed attempts in a row across calls open it (today)",
         give_ups_count=False,
         timeouts_count=True,
         attempt_run=15,
+    ),
+    replace(
+        CALLS,
+        key="B-tr18",
+        label="(b) as B-t, and 18 failed attempts in a row across calls open it",
+        give_ups_count=False,
+        timeouts_count=True,
+        attempt_run=18,
     ),
     replace(
         CALLS,
@@ -868,7 +868,7 @@ HALF_OPEN_ROWS: list[Contender] = [
             "B-ng",
             "B-t",
             "B-tr",
-            "B-tr15",
+            "B-tr18",
             "B6-t",
             "B-t10",
             "B-2of3c",
@@ -1039,7 +1039,7 @@ def long_run(plan: Plan) -> str:
     """Table 2b: the leading rules for hours at 40-50 % (rare trips show up)."""
     hours = plan.long_hours
     rows = []
-    for key in ["off", "B-t", "B-tr", "B-tr15", "B6-t"]:
+    for key in ["off", "B-t", "B-tr", "B-tr18", "B6-t"]:
         cells = []
         for rate in (0.4, 0.5):
             runs = [

@@ -341,15 +341,15 @@ async def _concurrent_outage(attempt_run: int | None) -> tuple[int, str]:
 
 
 async def test_an_outage_under_concurrency_opens_within_the_attempt_run() -> None:
-    """Eight calls in flight: the breaker opens at the 18th failed attempt in a row.
+    """Eight calls in flight: the breaker opens at the 15th failed attempt in a row.
 
     Counting calls alone, each call in flight spends its three attempts before the
-    fifth call has ended; the attempt run bounds the requests an outage costs at
-    (threshold + 1) x attempts, however many calls are in flight.
+    fifth call has ended; the attempt run bounds the requests an outage costs at the
+    threshold's attempts, however many calls are in flight.
     """
     requests, reason = await _concurrent_outage(None)
-    assert requests == (5 + 1) * 3
-    assert reason == "18 consecutive failed attempts across calls (503)"
+    assert requests == 5 * 3
+    assert reason == "15 consecutive failed attempts across calls (503)"
     calls_only, _ = await _concurrent_outage(0)
     assert calls_only > requests  # the rule off: more requests reach the provider
 
