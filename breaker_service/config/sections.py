@@ -197,18 +197,51 @@ class UploadSettings(BaseModel):
 
     model_config = _SECTION
 
-    upload_allowed_dirs: str = "."
+    # No default: unset, uploads of server paths are refused (a permissive "." let
+    # a writer upload the .env, the database and the logs of the working directory).
+    upload_allowed_dirs: str = ""
     upload_provider_order: str = "kimi,glm"
     upload_max_concurrency: int = Field(8, ge=1, le=1000)
     upload_batch_deadline: float = Field(300.0, ge=0, le=86400)
     upload_allow_hardlinks: bool = False
     upload_spool_dir: str | None = None
 
+    @model_validator(mode="after")
+    def _spool_dir_is_allowed(self) -> Self:
+        # A spooled request body is uploaded by path, so it must pass the same check:
+        # refused here once, not with a 400 on every multipart upload.
+        if not self.upload_spool_dir:
+            return self
+        spool = Path(self.upload_spool_dir).expanduser()
+        allowed = self.allowed_dirs
+        # as resolved and as written: they differ when an allowed dir is a symlink
+        forms = [*allowed, *(Path(os.path.abspath(d)) for d in self._dir_parts())]
+        inside = all(
+            any(form == d or form.is_relative_to(d) for d in forms)
+            for form in (Path(os.path.abspath(spool)), spool.resolve())
+        )
+        if not inside:
+            where = (
+                f"outside UPLOAD_ALLOWED_DIRS ({self.upload_allowed_dirs})"
+                if allowed
+                else "set but UPLOAD_ALLOWED_DIRS is not"
+            )
+            msg = (
+                f"UPLOAD_SPOOL_DIR={self.upload_spool_dir} is {where}: files sent to "
+                "POST /uploads are spooled there and uploaded from there, so it must "
+                "lie inside an allowed directory (unset: <first allowed dir>/.spool)"
+            )
+            raise ValueError(msg)
+        return self
+
     @property
     def allowed_dirs(self) -> list[Path]:
         """``UPLOAD_ALLOWED_DIRS`` as resolved paths (comma- or os.pathsep-separated)."""
+        return [d.resolve() for d in self._dir_parts()]
+
+    def _dir_parts(self) -> list[Path]:
         parts = re.split(rf"[,{re.escape(os.pathsep)}]", self.upload_allowed_dirs)
-        return [Path(p.strip()).expanduser().resolve() for p in parts if p.strip()]
+        return [Path(p.strip()).expanduser() for p in parts if p.strip()]
 
     @property
     def provider_order(self) -> list[str]:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from ...config import Settings
 from ...errors import UploadRejected
 from ...uploads import SqlUploadStore, UploadOrchestrator, UploadResult
+from ...uploads.validation import no_allowed_dirs
 from ..dependencies import (
     MetricsDep,
     OrchestratorDep,
@@ -73,7 +74,10 @@ async def upload_file(  # noqa: PLR0917 - FastAPI reads form fields from the sig
 ) -> dict[str, Any]:
     """Upload a file sent in the request: spooled inside the allowed directory first."""
     folder = Path(
-        tempfile.mkdtemp(prefix="upload-", dir=_spool_root(settings, orchestrator))
+        tempfile.mkdtemp(
+            prefix="upload-",
+            dir=_spool_root(settings, orchestrator, file.filename or ""),
+        )
     )
     try:
         target = await _spool(file, folder, orchestrator)
@@ -128,13 +132,16 @@ async def _timed(
     return result
 
 
-def _spool_root(settings: Settings, orchestrator: UploadOrchestrator) -> Path:
+def _spool_root(
+    settings: Settings, orchestrator: UploadOrchestrator, file_name: str
+) -> Path:
     """``UPLOAD_SPOOL_DIR``, or ``.spool`` in the first allowed directory (created)."""
-    root = (
-        Path(settings.upload_spool_dir)
-        if settings.upload_spool_dir
-        else orchestrator.allowed_dirs[0] / ".spool"
-    )
+    if settings.upload_spool_dir:
+        root = Path(settings.upload_spool_dir)
+    elif orchestrator.allowed_dirs:
+        root = orchestrator.allowed_dirs[0] / ".spool"
+    else:
+        raise no_allowed_dirs(file_name)
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -1,0 +1,198 @@
+"""Hostile input, defaults that leaked (issue 14.3): nothing is open unless configured.
+
+``UPLOAD_ALLOWED_DIRS`` has no default (unset: no path upload at all), a spool
+directory outside the allowed ones stops start-up, ``/metrics`` and the detail of
+``/readyz`` need ``breakers:read`` unless opened on purpose, tokens may be held to a
+maximum lifetime, and the Supabase client follows no redirect.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import api_helpers
+import httpx
+import pytest
+from api_helpers import (
+    KIMI_KEY,
+    SECRET,
+    Service,
+    Upstream,
+    assert_problem,
+)
+
+from breaker_service.api import create_app
+from breaker_service.clock import FakeClock
+from breaker_service.config import load_settings
+from breaker_service.errors import ConfigError
+
+clean_environment = api_helpers.clean_environment
+upstream_server = api_helpers.upstream_server
+upstream = api_helpers.upstream
+open_service = api_helpers.open_service
+
+SCRIPT = Path(sys.executable).with_name("breaker-service")
+
+
+def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real ``breaker-service`` script in ``cwd`` with only ``env`` configured."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k in {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT"}
+    }
+    clean.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{cwd / 'cli.db'}")
+    clean.update(env)
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The only non-empty line on stderr (and no traceback)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+BareService = Callable[..., AbstractAsyncContextManager[Service]]
+
+
+@pytest.fixture
+def bare_service(tmp_path: Path, upstream: Upstream) -> BareService:
+    """The service built from keyword settings only: nothing set that a test omits."""
+
+    @asynccontextmanager
+    async def factory(**values: Any) -> AsyncIterator[Service]:
+        values.setdefault("database_url", f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        values.setdefault("breaker_service_jwt_secret", SECRET)
+        values.setdefault("upload_provider_order", "kimi")
+        values.setdefault("retry_max_attempts", 1)
+        settings = load_settings(
+            env_file=None, kimi_base_url=upstream.url, KIMI_API_KEY=KIMI_KEY, **values
+        )
+        clock = FakeClock()
+        app = create_app(settings, clock=clock)
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://testserver") as c,
+        ):
+            yield Service(app, c, settings, clock, tmp_path, upstream)
+
+    return factory
+
+
+# -- UPLOAD_ALLOWED_DIRS has no default ------------------------------------------------
+
+
+def test_allowed_dirs_have_no_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unset, no directory is allowed (not the working directory)."""
+    monkeypatch.delenv("UPLOAD_ALLOWED_DIRS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(env_file=None)
+    assert settings.upload_allowed_dirs == ""
+    assert settings.allowed_dirs == []
+
+
+async def test_without_allowed_dirs_the_env_file_is_not_uploaded(
+    bare_service: BareService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started next to its ``.env``: by path and multipart, a clear 403, not a leak."""
+    monkeypatch.delenv("UPLOAD_ALLOWED_DIRS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    secret_file = tmp_path / ".env"
+    secret_file.write_text(f"BREAKER_SERVICE_JWT_SECRET={SECRET}\n")
+    async with bare_service() as running:
+        by_path = await running.client.post(
+            "/uploads/by-path",
+            json={"path": ".env", "provider": "kimi"},
+            headers=running.auth(),
+        )
+        multipart = await running.client.post(
+            "/uploads",
+            files={"file": ("a.txt", b"hello")},
+            headers=running.auth(),
+        )
+        stored = dict(running.upstream.provider.files)
+    for response in (by_path, multipart):
+        body = assert_problem(response, 403, "upload-rejected")
+        assert body["reason"] == "no_allowed_dirs"
+        assert "UPLOAD_ALLOWED_DIRS is not set" in body["detail"]
+    assert stored == {}
+
+
+def test_cli_upload_without_allowed_dirs_says_so_in_one_line(tmp_path: Path) -> None:
+    """``breaker-service upload .env`` with the variable unset: exit 2, one line."""
+    (tmp_path / ".env").write_text("KIMI_API_KEY=sk-secret\n")
+    result = run_cli(["upload", ".env", "README.md"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "UPLOAD_ALLOWED_DIRS is not set" in one_line(result)
+
+
+# -- the spool directory ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("allowed", "spool"),
+    [
+        pytest.param("files", "elsewhere", id="outside"),
+        pytest.param("files", "files/../elsewhere", id="dotdot"),
+        pytest.param("", "spool", id="no-allowed-dirs"),
+    ],
+)
+def test_a_spool_dir_outside_the_allowed_ones_is_refused_at_load(
+    tmp_path: Path, allowed: str, spool: str
+) -> None:
+    """``UPLOAD_SPOOL_DIR`` must lie inside ``UPLOAD_ALLOWED_DIRS``: a ConfigError."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            env_file=None,
+            upload_allowed_dirs=str(tmp_path / allowed) if allowed else "",
+            upload_spool_dir=str(tmp_path / spool),
+        )
+    assert caught.value.variable == "UPLOAD_SPOOL_DIR"
+    assert "UPLOAD_ALLOWED_DIRS" in str(caught.value)
+
+
+def test_a_spool_dir_inside_an_allowed_one_is_fine(tmp_path: Path) -> None:
+    """Nested in an allowed directory (even through a symlinked allowed dir): accepted."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    settings = load_settings(
+        env_file=None,
+        upload_allowed_dirs=str(tmp_path / "link"),
+        upload_spool_dir=str(tmp_path / "link" / ".spool"),
+    )
+    assert settings.upload_spool_dir == str(tmp_path / "link" / ".spool")
+
+
+def test_serve_refuses_a_spool_dir_outside_in_one_line(tmp_path: Path) -> None:
+    """``serve`` does not start (exit 2, one line naming the variable)."""
+    result = run_cli(
+        ["serve", "--port", "0"],
+        tmp_path,
+        BREAKER_SERVICE_JWT_SECRET=SECRET,
+        UPLOAD_ALLOWED_DIRS=str(tmp_path / "files"),
+        UPLOAD_SPOOL_DIR="/tmp",
+    )
+    assert result.returncode == 2, result.stderr
+    line = one_line(result)
+    assert "UPLOAD_SPOOL_DIR" in line
+    assert "UPLOAD_ALLOWED_DIRS" in line
