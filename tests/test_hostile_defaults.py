@@ -26,11 +26,17 @@ from api_helpers import (
     Upstream,
     assert_problem,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from breaker_service.api import create_app
 from breaker_service.clock import FakeClock
 from breaker_service.config import load_settings
-from breaker_service.errors import ConfigError
+from breaker_service.errors import ConfigError, ProviderError
+from breaker_service.providers.flaky import serve_in_thread
+from breaker_service.tracking.supabase import SupabaseSink
 
 clean_environment = api_helpers.clean_environment
 upstream_server = api_helpers.upstream_server
@@ -196,3 +202,48 @@ def test_serve_refuses_a_spool_dir_outside_in_one_line(tmp_path: Path) -> None:
     line = one_line(result)
     assert "UPLOAD_SPOOL_DIR" in line
     assert "UPLOAD_ALLOWED_DIRS" in line
+
+
+# -- Supabase follows no redirect ------------------------------------------------------
+
+
+def _recorder(seen: list[dict[str, str]]) -> Starlette:
+    """An app that records the headers of every request it gets, and answers 201."""
+
+    async def anything(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return JSONResponse([], status_code=201)
+
+    methods = ["GET", "POST", "PATCH", "PUT", "DELETE"]
+    return Starlette(routes=[Route("/{rest:path}", anything, methods=methods)])
+
+
+def _redirector(target: str) -> Starlette:
+    """An app that sends every request on with a 307 to ``target``."""
+
+    async def redirect(request: Request) -> Response:
+        location = target + request.url.path + "?" + request.url.query
+        return Response(status_code=307, headers={"location": location})
+
+    methods = ["GET", "POST", "PATCH", "PUT", "DELETE"]
+    return Starlette(routes=[Route("/{rest:path}", redirect, methods=methods)])
+
+
+async def test_the_supabase_client_follows_no_redirect() -> None:
+    """A 307 to another port: refused as an error, the key never reaches that port."""
+    key = "service-role-key-never-to-leave-0123456789"
+    seen: list[dict[str, str]] = []
+    with (
+        serve_in_thread(_recorder(seen)) as elsewhere,
+        serve_in_thread(_redirector(elsewhere)) as supabase_url,
+    ):
+        sink = SupabaseSink(supabase_url, key, "provider_uploads", timeout=5.0)
+        try:
+            with pytest.raises(ProviderError) as caught:
+                await sink.upsert([{"id": "1"}])
+        finally:
+            await sink.aclose()
+    assert seen == []
+    assert key not in str(caught.value)
+    assert "SUPABASE_URL" in str(caught.value)
+    assert caught.value.code == "redirect"
