@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -18,13 +19,16 @@ from typing import Any
 
 import api_helpers
 import httpx
+import jwt
 import pytest
 from api_helpers import (
     KIMI_KEY,
     SECRET,
+    OpenService,
     Service,
     Upstream,
     assert_problem,
+    samples,
 )
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,8 +36,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from breaker_service.api import create_app
+from breaker_service.api.auth import AuthError, TokenVerifier, mint_token
 from breaker_service.clock import FakeClock
-from breaker_service.config import load_settings
+from breaker_service.config import Settings, load_settings
 from breaker_service.errors import ConfigError, ProviderError
 from breaker_service.providers.flaky import serve_in_thread
 from breaker_service.tracking.supabase import SupabaseSink
@@ -247,3 +252,117 @@ async def test_the_supabase_client_follows_no_redirect() -> None:
     assert key not in str(caught.value)
     assert "SUPABASE_URL" in str(caught.value)
     assert caught.value.code == "redirect"
+
+
+# -- /metrics and the detail of /readyz ------------------------------------------------
+
+
+async def test_metrics_and_readyz_detail_need_a_reader_by_default(
+    open_service: OpenService,
+) -> None:
+    """No token: /healthz and a bare /readyz status; /metrics 401; detail for readers."""
+    async with open_service() as running:
+        healthz = await running.client.get("/healthz")
+        bare = await running.client.get("/readyz")
+        metrics = await running.client.get("/metrics")
+        writer = await running.client.get(
+            "/readyz", headers=running.auth("uploads:write")
+        )
+        reader = await running.client.get(
+            "/readyz", headers=running.auth("breakers:read")
+        )
+        scraped = await running.client.get(
+            "/metrics", headers=running.auth("breakers:read")
+        )
+    assert healthz.status_code == 200
+    assert bare.status_code == 200
+    assert bare.json() == {"status": "ready"}
+    assert writer.json() == {"status": "ready"}
+    assert_problem(metrics, 401, "unauthorized")
+    assert "kimi" not in metrics.text
+    assert reader.json()["status"] == "ready"
+    assert "event_log" in reader.json()
+    assert scraped.status_code == 200
+    assert 'breaker="kimi"' in scraped.text
+
+
+async def test_a_bare_readyz_keeps_its_503_but_not_the_database_error(
+    open_service: OpenService, tmp_path: Path
+) -> None:
+    """Degraded: 503 for the probe, the database error text only for a reader."""
+    async with open_service() as running:
+        await running.app.state.service.engine.dispose()
+        (tmp_path / "api.db").unlink()
+        (tmp_path / "api.db").mkdir()  # the database file cannot be opened again
+        bare = await running.client.get("/readyz")
+        reader = await running.client.get(
+            "/readyz", headers=running.auth("breakers:read")
+        )
+        (tmp_path / "api.db").rmdir()
+    assert bare.status_code == 503
+    assert bare.json() == {"status": "degraded"}
+    assert reader.status_code == 503
+    assert any("database" in p for p in reader.json()["problems"]), reader.text
+
+
+async def test_explicit_settings_open_metrics_and_readyz_detail(
+    open_service: OpenService,
+) -> None:
+    """``METRICS_PUBLIC`` and ``READYZ_DETAIL_PUBLIC`` open them on purpose."""
+    async with open_service(metrics_public=True, readyz_detail_public=True) as running:
+        metrics = await running.client.get("/metrics")
+        ready = await running.client.get("/readyz")
+    assert metrics.status_code == 200
+    assert samples(metrics.text)
+    assert "event_log" in ready.json()
+
+
+# -- a maximum token lifetime ----------------------------------------------------------
+
+
+def _token(settings: Settings, **claims: Any) -> str:
+    now = int(time.time())
+    body = {
+        "sub": "mallory",
+        "scope": "breakers:read",
+        "aud": settings.breaker_service_jwt_audience,
+        "iss": settings.breaker_service_jwt_issuer,
+        "iat": now,
+        "exp": now + 60,
+        **claims,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    return "Bearer " + jwt.encode(body, SECRET, algorithm="HS256")
+
+
+def test_tokens_longer_lived_than_the_maximum_are_refused() -> None:
+    """``exp - iat`` over ``BREAKER_SERVICE_JWT_MAX_LIFETIME``: 401; within: accepted."""
+    settings = load_settings(
+        env_file=None,
+        breaker_service_jwt_secret=SECRET,
+        breaker_service_jwt_max_lifetime=3600,
+    )
+    verifier = TokenVerifier(settings)
+    now = int(time.time())
+    assert verifier.verify(_token(settings, exp=now + 3600)).subject == "mallory"
+    with pytest.raises(AuthError, match="lifetime"):
+        verifier.verify(_token(settings, exp=now + 10 * 365 * 86400))
+    with pytest.raises(AuthError):  # no iat: the lifetime cannot be known
+        verifier.verify(_token(settings, iat=None))
+    unbounded = TokenVerifier(load_settings(env_file=None, **_secret()))
+    assert unbounded.max_lifetime is None
+    assert unbounded.verify(_token(settings, exp=now + 10 * 365 * 86400)).subject
+
+
+def test_minting_over_the_maximum_lifetime_is_refused() -> None:
+    """``breaker-service token --ttl`` past the maximum: a ConfigError, not a dud token."""
+    settings = load_settings(
+        env_file=None, breaker_service_jwt_max_lifetime=900, **_secret()
+    )
+    with pytest.raises(ConfigError, match="BREAKER_SERVICE_JWT_MAX_LIFETIME"):
+        mint_token(settings, subject="a", scopes=["breakers:read"], ttl=3600)
+    assert mint_token(settings, subject="a", scopes=["breakers:read"], ttl=900)
+
+
+def _secret() -> dict[str, str]:
+    return {"breaker_service_jwt_secret": SECRET}

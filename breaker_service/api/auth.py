@@ -1,9 +1,10 @@
 """JWT bearer tokens: verification with pinned algorithms, scopes, and minting for local use.
 
 Tokens must carry ``exp``, ``iat``, ``sub``, ``aud`` and ``iss``; the audience and
-issuer must match the configuration; ``alg`` must be the one configured (HS256 with
-``BREAKER_SERVICE_JWT_SECRET``, or RS256/ES256 with a public key). Scopes are a
-space-separated ``scope`` claim (or a ``scopes`` list).
+issuer must match the configuration; ``exp - iat`` may not exceed
+``BREAKER_SERVICE_JWT_MAX_LIFETIME`` when it is set; ``alg`` must be the one
+configured (HS256 with ``BREAKER_SERVICE_JWT_SECRET``, or RS256/ES256 with a public
+key). Scopes are a space-separated ``scope`` claim (or a ``scopes`` list).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class TokenVerifier:
         self.audience = settings.breaker_service_jwt_audience
         self.issuer = settings.breaker_service_jwt_issuer
         self.leeway = settings.breaker_service_jwt_leeway
+        self.max_lifetime = settings.breaker_service_jwt_max_lifetime
         if self.algorithm == "HS256":
             secret = settings.breaker_service_jwt_secret
             self._key = secret.get_secret_value() if secret else None
@@ -105,6 +107,8 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             msg = f"invalid token: {type(exc).__name__}"
             raise AuthError(msg) from None
+        if self.max_lifetime is not None:
+            _check_lifetime(claims, self.max_lifetime)
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             msg = "invalid token: empty subject"
@@ -118,6 +122,24 @@ class TokenVerifier:
             else []
         )
         return Principal(subject, frozenset(scopes))
+
+
+def _check_lifetime(claims: dict[str, object], max_lifetime: float) -> None:
+    """Refuse a token valid for longer than ``BREAKER_SERVICE_JWT_MAX_LIFETIME``.
+
+    A stolen long-lived token stays useful; a bound on ``exp - iat`` limits that.
+    ``iat`` and ``exp`` are required and checked as numbers by PyJWT already.
+    """
+    issued, expires = claims.get("iat"), claims.get("exp")
+    if not isinstance(issued, int | float) or not isinstance(expires, int | float):
+        msg = "invalid token: iat and exp are required"
+        raise AuthError(msg)
+    if expires - issued > max_lifetime:
+        msg = (
+            f"token lifetime {expires - issued:g}s exceeds the maximum of "
+            f"{max_lifetime:g}s"
+        )
+        raise AuthError(msg)
 
 
 def mint_token(
@@ -140,6 +162,13 @@ def mint_token(
             msg = f"set BREAKER_SERVICE_JWT_PRIVATE_KEY to mint {settings.breaker_service_jwt_algorithm} tokens"
             raise ConfigError(msg, variable="BREAKER_SERVICE_JWT_PRIVATE_KEY")
         key = private.get_secret_value()
+    longest = settings.breaker_service_jwt_max_lifetime
+    if longest is not None and int(ttl) > longest:
+        msg = (
+            f"--ttl {ttl:g}s exceeds BREAKER_SERVICE_JWT_MAX_LIFETIME ({longest:g}s): "
+            "the service would refuse the token"
+        )
+        raise ConfigError(msg, variable="--ttl")
     now = int(time.time())
     claims = {
         "sub": subject,

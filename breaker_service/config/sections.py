@@ -159,7 +159,7 @@ class SupabaseSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
-    """``BREAKER_SERVICE_JWT_*``, ``AUTH_DISABLED``, ``METRICS_PUBLIC``: who may call."""
+    """``BREAKER_SERVICE_JWT_*``, ``AUTH_DISABLED``, ``*_PUBLIC``: who may call."""
 
     model_config = _SECTION
 
@@ -170,8 +170,12 @@ class AuthSettings(BaseModel):
     breaker_service_jwt_audience: str = "breaker-service"
     breaker_service_jwt_issuer: str = "breaker-service"
     breaker_service_jwt_leeway: float = Field(30.0, ge=0, le=600)
+    breaker_service_jwt_max_lifetime: float | None = Field(None, gt=0, le=31_536_000)
     auth_disabled: bool = False
-    metrics_public: bool = True
+    # Both closed by default: breaker names, counts and database errors are detail
+    # for operators (``breakers:read``); /healthz and a bare /readyz status stay open.
+    metrics_public: bool = False
+    readyz_detail_public: bool = False
 
     @model_validator(mode="after")
     def _jwt_key_fits_algorithm(self) -> Self:
