@@ -8,9 +8,6 @@ maximum lifetime, and the Supabase client follows no redirect.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -30,6 +27,7 @@ from api_helpers import (
     assert_problem,
     samples,
 )
+from cli_helpers import one_line, run_cli
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -47,37 +45,6 @@ clean_environment = api_helpers.clean_environment
 upstream_server = api_helpers.upstream_server
 upstream = api_helpers.upstream
 open_service = api_helpers.open_service
-
-SCRIPT = Path(sys.executable).with_name("breaker-service")
-
-
-def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """The real ``breaker-service`` script in ``cwd`` with only ``env`` configured."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k in {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT"}
-    }
-    clean.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{cwd / 'cli.db'}")
-    clean.update(env)
-    return subprocess.run(
-        [str(SCRIPT), *args],
-        cwd=cwd,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The only non-empty line on stderr (and no traceback)."""
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
 
 BareService = Callable[..., AbstractAsyncContextManager[Service]]
 
