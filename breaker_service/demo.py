@@ -157,6 +157,7 @@ async def run_demo(settings: Settings, *, once: bool = True, seed: int = 7) -> i
                 "kimi_api_key": "demo-kimi-key",
                 "glm_api_key": "demo-glm-key",
                 "upload_allowed_dirs": str(work),
+                "upload_spool_dir": None,  # inside ``work``, whatever the env says
                 "upload_provider_order": "kimi,glm",
                 "circuit_breaker_timeout": COOLDOWN,
                 "circuit_breaker_failure_threshold": 3,

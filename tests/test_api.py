@@ -50,7 +50,9 @@ async def test_healthz_needs_no_token(service: Service) -> None:
 
 async def test_readyz_when_ready(service: Service) -> None:
     """``/readyz`` is 200 with the schema at head, no problems and the outbox off."""
-    response = await service.client.get("/readyz")
+    response = await service.client.get(
+        "/readyz", headers=service.auth("breakers:read")
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
@@ -78,7 +80,9 @@ async def test_readyz_is_503_while_the_event_log_is_degraded(
         assert response.status_code == 503, response.text
         assert response.json()["durable"] is False
         assert response.json()["breaker"]["state"] == "forced_open"
-        ready = await service.client.get("/readyz")
+        ready = await service.client.get(
+            "/readyz", headers=service.auth("breakers:read")
+        )
         assert ready.status_code == 503, ready.text
         body = ready.json()
         assert body["status"] == "degraded"

@@ -50,7 +50,7 @@ PROVIDER_KEY = "sk-fuzz-provider-key-1"
 PROBLEM = "application/problem+json"
 EXAMPLES = 250
 """Examples per fuzz test: a few seconds each on a quiet machine."""
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 """Operations open without a token (and the dashboard's page and assets)."""
 
 Json = Any

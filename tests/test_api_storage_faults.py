@@ -42,7 +42,7 @@ async def test_a_locked_database_answers_200_recorded_in_the_journal(
     body = response.json()
     assert body["recorded"] == "journal"
     assert body["provider_file_id"] in service.upstream.provider.files
-    ready = await service.client.get("/readyz")
+    ready = await service.client.get("/readyz", headers=service.auth("breakers:read"))
     assert ready.json()["upload_journal"]["pending"] in (0, 1)
 
 

@@ -242,7 +242,7 @@ REQUIRED_METRICS = (
 
 
 async def test_metrics(open_service: OpenService) -> None:
-    """``/metrics`` is open by default and counts what happened, by breaker and outcome."""
+    """``/metrics`` (to a reader) counts what happened, by breaker and outcome."""
     async with open_service(retry_max_attempts=2) as service:
         assert (await upload(service, service.file("ok.txt"))).status_code == 200
         service.upstream.provider.reconfigure({"down": True})
@@ -251,7 +251,9 @@ async def test_metrics(open_service: OpenService) -> None:
             assert_problem(failed, 502)
         refused = await upload(service, service.file("fails.txt"))
         assert_problem(refused, 503, "circuit-open")
-        response = await service.client.get("/metrics")
+        response = await service.client.get(
+            "/metrics", headers=service.auth("breakers:read")
+        )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
@@ -277,8 +279,8 @@ async def test_metrics(open_service: OpenService) -> None:
 
 
 async def test_metrics_protected_when_not_public(open_service: OpenService) -> None:
-    """With ``metrics_public=False`` the scrape needs a reader token."""
-    async with open_service(metrics_public=False) as service:
+    """By default (``metrics_public=False``) the scrape needs a reader token."""
+    async with open_service() as service:
         anonymous = await service.client.get("/metrics")
         assert_problem(anonymous, 401, "unauthorized")
         assert anonymous.headers["www-authenticate"].startswith("Bearer")

@@ -334,9 +334,10 @@ async def test_right_scope_is_200(
 
 
 async def test_open_endpoints_need_no_token(client: httpx.AsyncClient) -> None:
-    """``/healthz``, ``/readyz`` and (by default) ``/metrics`` are open."""
-    for path in ("/healthz", "/readyz", "/metrics"):
+    """``/healthz`` and a bare ``/readyz`` are open; ``/metrics`` is not by default."""
+    for path in ("/healthz", "/readyz"):
         assert (await client.get(path)).status_code == 200, path
+    assert (await client.get("/metrics")).status_code == 401
 
 
 # -- asymmetric keys -------------------------------------------------------------------

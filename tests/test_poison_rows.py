@@ -731,13 +731,14 @@ async def test_readyz_and_metrics_show_dead_letters_without_failing(
         registry: BreakerRegistry = service.app.state.registry
         registry.recorder.buffer.append(outcome("kimi", "failure", detail=SURROGATE))
         assert await registry.flush()
-        ready = await service.client.get("/readyz")
+        reader = service.auth("breakers:read")
+        ready = await service.client.get("/readyz", headers=reader)
         assert ready.status_code == 200, ready.text
         body = ready.json()
         assert body["status"] == "ready"
         assert body["event_log"]["dead_lettered"] == 1
         assert body["event_log"]["degraded"] is False
         assert "breaker_dead_letters" in body["event_log_warning"]
-        metrics = await service.client.get("/metrics")
+        metrics = await service.client.get("/metrics", headers=reader)
         found = samples(metrics.text)
         assert found[("breaker_service_event_log_dead_letters", ())] == 1.0

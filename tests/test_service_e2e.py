@@ -402,7 +402,7 @@ def test_cli_reads_the_database_while_the_service_writes(
     assert counts["pending"] == 0
 
     # the service kept its log healthy, and still writes after the CLI was there
-    ready = service.request("GET", "/readyz", who=None)
+    ready = service.request("GET", "/readyz", who="reader")
     assert ready.status_code == 200, ready.text
     assert ready.json()["event_log"]["degraded"] is False
     reset = service.request("POST", "/breakers/glm/reset", json={"reason": "over"})

@@ -71,6 +71,7 @@ PROBLEM_STATUS: dict[type[BaseException], tuple[int, str]] = {
 _UPLOAD_REASON_STATUS = {
     "too_large": 413,
     "outside_allowed_dirs": 400,
+    "no_allowed_dirs": 403,  # UPLOAD_ALLOWED_DIRS unset: the server takes no paths
     "invalid_path": 400,
     "no_provider": 503,
     "provider_unavailable": 503,

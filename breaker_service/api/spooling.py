@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from ..config import Settings
 from ..errors import UploadRejected
 from ..uploads import UploadOrchestrator
+from ..uploads.validation import no_allowed_dirs
 
 __all__ = ["largest_limit", "safe_name", "spool_root", "spool_upload"]
 
@@ -22,13 +23,20 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1 << 20
 
 
-def spool_root(settings: Settings, orchestrator: UploadOrchestrator) -> Path:
-    """``UPLOAD_SPOOL_DIR``, or ``.spool`` in the first allowed directory (created)."""
-    root = (
-        Path(settings.upload_spool_dir)
-        if settings.upload_spool_dir
-        else orchestrator.allowed_dirs[0] / ".spool"
-    )
+def spool_root(
+    settings: Settings, orchestrator: UploadOrchestrator, file_name: str = ""
+) -> Path:
+    """``UPLOAD_SPOOL_DIR``, or ``.spool`` in the first allowed directory (created).
+
+    With no allowed directory there is nowhere to upload from: the ``no_allowed_dirs``
+    refusal, naming ``file_name``.
+    """
+    if settings.upload_spool_dir:
+        root = Path(settings.upload_spool_dir)
+    elif orchestrator.allowed_dirs:
+        root = orchestrator.allowed_dirs[0] / ".spool"
+    else:
+        raise no_allowed_dirs(file_name)
     root.mkdir(parents=True, exist_ok=True)
     return root
 

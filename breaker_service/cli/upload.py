@@ -8,6 +8,7 @@ from collections.abc import Callable
 from rich.progress import Progress
 
 from ..config import Settings
+from ..errors import ConfigError
 from .command import EXIT_FAILED, EXIT_OK, async_command
 from .render import console, errors, print_json, uploads_table
 
@@ -35,6 +36,13 @@ _ANNOUNCE_EVERY = 5.0
 @async_command
 async def upload(args: argparse.Namespace, settings: Settings) -> int:
     """Upload every path; exit 1 unless all of them were uploaded."""
+    if not settings.allowed_dirs:
+        # One line (exit 2) rather than the same refusal once per file.
+        msg = (
+            "UPLOAD_ALLOWED_DIRS is not set: name the directories uploads may come "
+            "from (there is no default)"
+        )
+        raise ConfigError(msg, variable="UPLOAD_ALLOWED_DIRS")
     # deferred: the composition root (httpx, providers, SQL) is slow to import.
     from ..service import Service  # noqa: PLC0415
 

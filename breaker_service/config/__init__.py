@@ -22,7 +22,8 @@ grouped into frozen sections, each a model whose fields ``Settings`` inherits:
 ``http``             ``HttpSettings``          ``HTTP_*``
 ``supabase``         ``SupabaseSettings``      ``SUPABASE_*``, ``OUTBOX_*``
 ``auth``             ``AuthSettings``          ``BREAKER_SERVICE_JWT_*``,
-                                               ``AUTH_DISABLED``, ``METRICS_PUBLIC``
+                                               ``AUTH_DISABLED``, ``METRICS_PUBLIC``,
+                                               ``READYZ_DETAIL_PUBLIC``
 ``uploads``          ``UploadSettings``        ``UPLOAD_*``
 ``service``          ``ServiceSettings``       ``SERVICE_HOST``, ``SERVICE_PORT``
 ===================  ========================  =====================================

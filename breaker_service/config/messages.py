@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from pydantic import BaseModel, ValidationError
@@ -9,7 +10,7 @@ from pydantic.fields import FieldInfo
 
 from ..errors import ConfigError
 
-__all__ = ["config_error"]
+__all__ = ["config_error", "unparsable_error"]
 
 _SECRET_HINTS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "DATABASE_URL")
 
@@ -17,17 +18,18 @@ _SECRET_HINTS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "DATABASE_URL")
 def _describe(field: FieldInfo) -> str:
     """Say in words what a field accepts, from its annotation and constraints."""
     annotation = field.annotation
-    text = {
+    names = {
         int: "an integer",
         float: "a number",
         bool: "true or false",
         str: "a string",
-    }.get(
-        annotation,  # type: ignore[arg-type]
-        "a value",
-    )
-    if "None" in repr(annotation):
-        text = "a number, or empty for none"
+    }
+    inner = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    if len(inner) == 1 and type(None) in getattr(annotation, "__args__", ()):
+        # ``X | None``: say what X is (a str | None is not "a number")
+        text = names.get(inner[0], "a value") + ", or empty for none"
+    else:
+        text = names.get(annotation, "a value")  # type: ignore[arg-type]
     if "Literal" in repr(annotation):
         args = getattr(annotation, "__args__", ())
         return "one of " + ", ".join(repr(a) for a in args)
@@ -74,3 +76,23 @@ def config_error(
             var = match.group(1) if match else None
         first_var = first_var or var
     return ConfigError("invalid configuration: " + "; ".join(lines), variable=first_var)
+
+
+def unparsable_error(exc: Exception) -> ConfigError:
+    """pydantic-settings' "error parsing value" as one line naming the variable.
+
+    Raised for a value that must be JSON (``OPENAI_COMPAT_PROVIDERS``) and is not;
+    the parser's complaint (position, not content) says where, the value is not shown.
+    """
+    match = re.search(r'field "(\w+)"', str(exc))
+    var = match.group(1).upper() if match else None
+    cause = exc.__cause__
+    reason = (
+        f"{cause.msg} at line {cause.lineno} column {cause.colno}"
+        if isinstance(cause, json.JSONDecodeError)
+        else type(cause).__name__
+        if cause is not None
+        else "cannot be parsed"
+    )
+    msg = f"invalid configuration: {var or 'a variable'} is not valid JSON ({reason})"
+    return ConfigError(msg, variable=var)

@@ -12,7 +12,7 @@ import re
 import socket
 from pathlib import Path
 from typing import Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -61,12 +61,73 @@ def normalize_database_url(url: str) -> str:
         except ValueError:
             msg = "DATABASE_URL: the port is not a number"
             raise ValueError(msg) from None
-        return "postgresql+asyncpg" + url[len(parts.scheme) :]
+        url = "postgresql+asyncpg" + url[len(parts.scheme) :]
+        return _asyncpg_query(url, parts.query)
     msg = (
         "DATABASE_URL must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB "
         f"(got scheme {scheme or 'none'!r})"
     )
     raise ValueError(msg)
+
+
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# The query parameters asyncpg takes as text (SQLAlchemy passes the query through as
+# keyword arguments: any other name would be a TypeError at the first connection).
+_ASYNCPG_QUERY = frozenset(
+    {"ssl", "host", "port", "target_session_attrs", "krbsrvname", "gsslib", "passfile"}
+    | {"prepared_statement_cache_size"}
+)
+_LIBPQ_SSL_FILES = frozenset({"sslrootcert", "sslcert", "sslkey", "sslcrl"})
+
+
+def _asyncpg_query(url: str, query: str) -> str:
+    """libpq's ``sslmode`` as asyncpg's ``ssl``; any parameter asyncpg lacks refused."""
+    if not query:
+        return url
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        key = "ssl" if name == "sslmode" else name
+        if key in _LIBPQ_SSL_FILES:
+            msg = (
+                f"DATABASE_URL: ?{name}= is not read by asyncpg; set "
+                f"PG{name.upper()} in the environment instead (with ?sslmode=)"
+            )
+            raise ValueError(msg)
+        if key not in _ASYNCPG_QUERY:
+            msg = (
+                f"DATABASE_URL: the query parameter {name!r} is not understood by "
+                f"asyncpg (accepted: sslmode, {', '.join(sorted(_ASYNCPG_QUERY))})"
+            )
+            raise ValueError(msg)
+        if key == "ssl" and value not in _SSL_MODES:
+            msg = f"DATABASE_URL: ?{name}= must be one of {', '.join(_SSL_MODES)}"
+            raise ValueError(msg)
+    # only the name changes; the rest of the query stays as written
+    raw = (
+        "ssl" + p[len("sslmode") :] if p.startswith("sslmode=") else p
+        for p in query.split("&")
+    )
+    return url.split("?", 1)[0] + "?" + "&".join(raw)
+
+
+def _check_http_url(url: str, variable: str) -> None:
+    """An ``http(s)://host[:port][/path]`` URL, or ``ValueError`` naming ``variable``."""
+    example = "like https://xyz.supabase.co"
+    if any(c.isspace() for c in url):
+        msg = f"{variable} contains white space ({example})"
+        raise ValueError(msg)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        msg = f"{variable}: the port is not a number from 0 to 65535 ({example})"
+        raise ValueError(msg) from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        msg = f"{variable} needs http:// or https:// and a host ({example})"
+        raise ValueError(msg)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        msg = f"{variable} takes no query, fragment or credentials ({example})"
+        raise ValueError(msg)
+    del port
 
 
 class DatabaseSettings(BaseModel):
@@ -152,6 +213,14 @@ class SupabaseSettings(BaseModel):
     outbox_interval: float = Field(1.0, gt=0, le=3600)
     outbox_lease_seconds: float = Field(60.0, gt=0, le=86400)
 
+    @model_validator(mode="after")
+    def _supabase_url_is_usable(self) -> Self:
+        # Checked here: otherwise the first delivery fails, in the background, with
+        # whatever the HTTP client says about a bad port or host.
+        if self.supabase_url is not None:
+            _check_http_url(self.supabase_url, "SUPABASE_URL")
+        return self
+
     @property
     def supabase_enabled(self) -> bool:
         """Tracking to Supabase is on when both ``SUPABASE_URL`` and a key are set."""
@@ -159,7 +228,7 @@ class SupabaseSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
-    """``BREAKER_SERVICE_JWT_*``, ``AUTH_DISABLED``, ``METRICS_PUBLIC``: who may call."""
+    """``BREAKER_SERVICE_JWT_*``, ``AUTH_DISABLED``, ``*_PUBLIC``: who may call."""
 
     model_config = _SECTION
 
@@ -170,8 +239,12 @@ class AuthSettings(BaseModel):
     breaker_service_jwt_audience: str = "breaker-service"
     breaker_service_jwt_issuer: str = "breaker-service"
     breaker_service_jwt_leeway: float = Field(30.0, ge=0, le=600)
+    breaker_service_jwt_max_lifetime: float | None = Field(None, gt=0, le=31_536_000)
     auth_disabled: bool = False
-    metrics_public: bool = True
+    # Both closed by default: breaker names, counts and database errors are detail
+    # for operators (``breakers:read``); /healthz and a bare /readyz status stay open.
+    metrics_public: bool = False
+    readyz_detail_public: bool = False
 
     @model_validator(mode="after")
     def _jwt_key_fits_algorithm(self) -> Self:
@@ -197,18 +270,51 @@ class UploadSettings(BaseModel):
 
     model_config = _SECTION
 
-    upload_allowed_dirs: str = "."
+    # No default: unset, uploads of server paths are refused (a permissive "." let
+    # a writer upload the .env, the database and the logs of the working directory).
+    upload_allowed_dirs: str = ""
     upload_provider_order: str = "kimi,glm"
     upload_max_concurrency: int = Field(8, ge=1, le=1000)
     upload_batch_deadline: float = Field(300.0, ge=0, le=86400)
     upload_allow_hardlinks: bool = False
     upload_spool_dir: str | None = None
 
+    @model_validator(mode="after")
+    def _spool_dir_is_allowed(self) -> Self:
+        # A spooled request body is uploaded by path, so it must pass the same check:
+        # refused here once, not with a 400 on every multipart upload.
+        if not self.upload_spool_dir:
+            return self
+        spool = Path(self.upload_spool_dir).expanduser()
+        allowed = self.allowed_dirs
+        # as resolved and as written: they differ when an allowed dir is a symlink
+        forms = [*allowed, *(Path(os.path.abspath(d)) for d in self._dir_parts())]
+        inside = all(
+            any(form == d or form.is_relative_to(d) for d in forms)
+            for form in (Path(os.path.abspath(spool)), spool.resolve())
+        )
+        if not inside:
+            where = (
+                f"outside UPLOAD_ALLOWED_DIRS ({self.upload_allowed_dirs})"
+                if allowed
+                else "set but UPLOAD_ALLOWED_DIRS is not"
+            )
+            msg = (
+                f"UPLOAD_SPOOL_DIR={self.upload_spool_dir} is {where}: files sent to "
+                "POST /uploads are spooled there and uploaded from there, so it must "
+                "lie inside an allowed directory (unset: <first allowed dir>/.spool)"
+            )
+            raise ValueError(msg)
+        return self
+
     @property
     def allowed_dirs(self) -> list[Path]:
         """``UPLOAD_ALLOWED_DIRS`` as resolved paths (comma- or os.pathsep-separated)."""
+        return [d.resolve() for d in self._dir_parts()]
+
+    def _dir_parts(self) -> list[Path]:
         parts = re.split(rf"[,{re.escape(os.pathsep)}]", self.upload_allowed_dirs)
-        return [Path(p.strip()).expanduser().resolve() for p in parts if p.strip()]
+        return [Path(p.strip()).expanduser() for p in parts if p.strip()]
 
     @property
     def provider_order(self) -> list[str]:

@@ -16,9 +16,10 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
-from .messages import config_error
+from .messages import config_error, unparsable_error
 from .resilience import RESILIENCE_VARIABLES, ResilienceSettings
 from .sections import (
     AuthSettings,
@@ -257,6 +258,8 @@ def load_settings(env_file: str | Path | None = ".env", **values: Any) -> Settin
         settings = Settings(_env_file=env_file, **values)
     except ValidationError as exc:
         raise config_error(exc, Settings) from None
+    except SettingsError as exc:  # a complex value (JSON) that does not parse
+        raise unparsable_error(exc) from None
     for provider in settings.provider_overrides:
         settings.for_provider(provider)
     return settings

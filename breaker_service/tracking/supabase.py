@@ -45,6 +45,12 @@ def map_postgrest_error(exc: Exception, key: str | None) -> ProviderError:
     text = f"supabase: {code + ': ' if code else ''}{message}"
     if code in _AUTH_CODES or "api key" in message.lower() or "jwt" in message.lower():
         return ProviderRejected(f"{text} {AUTH_HINT}", provider="supabase", code="auth")
+    if code.isdigit() and 300 <= int(code) < 400:
+        return ProviderRejected(
+            f"{text} (a redirect, not followed: check SUPABASE_URL)",
+            provider="supabase",
+            code="redirect",
+        )
     if code in _TRANSIENT_CODES:
         status = int(code) if code.isdigit() else None
         return ProviderUnavailable(text, provider="supabase", status=status, code=code)
@@ -73,10 +79,11 @@ class SupabaseSink:
             from supabase import AsyncClientOptions, acreate_client  # noqa: PLC0415 - deferred: heavy import
 
             # The timeout goes on our own httpx client: postgrest's ``timeout``
-            # parameter is deprecated (a DeprecationWarning on every client).
+            # parameter is deprecated (a DeprecationWarning on every client). No
+            # redirects: a 3xx elsewhere would carry the service-role ``apikey`` along.
             if self._http is None:
                 self._http = httpx.AsyncClient(
-                    timeout=httpx.Timeout(self.timeout), follow_redirects=True
+                    timeout=httpx.Timeout(self.timeout), follow_redirects=False
                 )
             options = AsyncClientOptions(
                 httpx_client=self._http,

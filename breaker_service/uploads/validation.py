@@ -20,7 +20,12 @@ from pathlib import Path
 
 from ..errors import UploadRejected
 
-__all__ = ["ValidatedFile", "sha256_of", "validate_path"]
+__all__ = ["ValidatedFile", "no_allowed_dirs", "sha256_of", "validate_path"]
+
+NO_ALLOWED_DIRS = (
+    "uploads of server paths are off: UPLOAD_ALLOWED_DIRS is not set "
+    "(name the directories uploads may come from)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,11 @@ def _reject(reason: str, message: str, path: str | os.PathLike[str]) -> UploadRe
     return UploadRejected(message, reason=reason, path=str(path))
 
 
+def no_allowed_dirs(path: str | os.PathLike[str] = "") -> UploadRejected:
+    """The refusal when ``UPLOAD_ALLOWED_DIRS`` is unset: there is no default."""
+    return _reject("no_allowed_dirs", NO_ALLOWED_DIRS, path)
+
+
 def validate_path(
     path: str | os.PathLike[str], allowed_dirs: list[Path], max_bytes: int
 ) -> ValidatedFile:
@@ -48,9 +58,7 @@ def validate_path(
             "invalid_path", "the path contains a NUL byte", shown.replace("\x00", "?")
         )
     if not allowed_dirs:
-        raise _reject(
-            "outside_allowed_dirs", "no UPLOAD_ALLOWED_DIRS are configured", shown
-        )
+        raise no_allowed_dirs(shown)
     written = Path(os.path.abspath(Path(shown).expanduser()))
     if not _inside(written, allowed_dirs):
         raise _reject(

@@ -1,14 +1,27 @@
-"""``/healthz`` (the process is alive) and ``/readyz`` (it can do its work)."""
+"""``/healthz`` (the process is alive) and ``/readyz`` (it can do its work).
+
+Both are open, for probes. ``/readyz`` answers every caller with its status code and
+``{"status": ...}``; the checks behind it (breaker names, database errors, outbox and
+journal counts) only to a token with ``breakers:read``, or to everyone when
+``READYZ_DETAIL_PUBLIC=true``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 
 from ...errors import EventLogError
-from ..dependencies import OrchestratorDep, RegistryDep, ServiceDep, SettingsDep
+from ..auth import AuthError, TokenVerifier
+from ..dependencies import (
+    OrchestratorDep,
+    RegistryDep,
+    ServiceDep,
+    SettingsDep,
+    get_verifier,
+)
 
 __all__ = ["router"]
 
@@ -22,13 +35,18 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(
+async def readyz(  # noqa: PLR0917 - FastAPI reads dependencies from the signature
     settings: SettingsDep,
     service: ServiceDep,
     registry: RegistryDep,
     orchestrator: OrchestratorDep,
+    verifier: Annotated[TokenVerifier, Depends(get_verifier)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> JSONResponse:
-    """Database reachable, schema at head, event log and outbox healthy (503 otherwise)."""
+    """Database reachable, schema at head, event log and outbox healthy (503 otherwise).
+
+    The checks are shown to ``breakers:read`` (or to all with READYZ_DETAIL_PUBLIC).
+    """
     problems: list[str] = []
     body: dict[str, Any] = {"auth_disabled": settings.auth_disabled}
     try:
@@ -68,4 +86,16 @@ async def readyz(
         body["warning"] = "AUTH_DISABLED=true: no authentication"
     body["status"] = "degraded" if problems else "ready"
     body["problems"] = problems
-    return JSONResponse(body, status_code=503 if problems else 200)
+    status = 503 if problems else 200
+    if not (settings.readyz_detail_public or _may_read(verifier, authorization)):
+        return JSONResponse({"status": body["status"]}, status_code=status)
+    return JSONResponse(body, status_code=status)
+
+
+def _may_read(verifier: TokenVerifier, authorization: str | None) -> bool:
+    """Whether the caller's token grants ``breakers:read`` (no token: no)."""
+    try:
+        verifier.verify(authorization).require("breakers:read")
+    except AuthError:
+        return False
+    return True

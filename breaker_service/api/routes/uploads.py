@@ -68,7 +68,10 @@ async def upload_file(  # noqa: PLR0917 - FastAPI reads form fields from the sig
 ) -> dict[str, Any]:
     """Upload a file sent in the request: spooled inside the allowed directory first."""
     folder = Path(
-        tempfile.mkdtemp(prefix="upload-", dir=spool_root(settings, orchestrator))
+        tempfile.mkdtemp(
+            prefix="upload-",
+            dir=spool_root(settings, orchestrator, file.filename or ""),
+        )
     )
     try:
         target = await spool_upload(file, folder, largest_limit(orchestrator))
