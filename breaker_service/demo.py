@@ -189,7 +189,7 @@ async def run_demo(settings: Settings, *, once: bool = True, seed: int = 7) -> i
         url = f"http://127.0.0.1:{port}"
         console.print(
             f"[bold]breaker-service demo[/]: dashboard {url}/dashboard  "
-            f"API {url} (docs {url}/docs, metrics {url}/metrics)"
+            f"API {url} (docs {url}/docs, metrics {url}/metrics with the token below)"
         )
         console.print(
             f"event log: {demo.database_url}; providers: kimi {kimi_url}, glm {glm_url}"
