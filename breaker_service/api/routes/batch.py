@@ -21,11 +21,12 @@ from pydantic import BaseModel, Field
 
 from ...uploads import BatchItem, UploadOrchestrator
 from ..dependencies import OrchestratorDep, Writer
+from ..openapi import AUTHENTICATED, WITH_BODY, problem_responses
 from ..problems import problem_document
 
 __all__ = ["MAX_BATCH_ITEMS", "BatchByPaths", "router"]
 
-router = APIRouter(tags=["uploads"])
+router = APIRouter(tags=["uploads"], responses=problem_responses(*AUTHENTICATED))
 
 MAX_BATCH_ITEMS = 100
 """Paths per request: a bigger batch is several requests (bounded work per request)."""
@@ -55,7 +56,14 @@ def _summary(items: list[dict[str, Any]]) -> dict[str, int]:
     return {"uploaded": uploaded, "failed": len(items) - uploaded}
 
 
-@router.post("/uploads/batch", response_model=None)
+@router.post(
+    "/uploads/batch",
+    response_model=None,
+    responses={
+        200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+        **problem_responses(*WITH_BODY),
+    },
+)
 async def upload_batch(
     body: BatchByPaths,
     _who: Writer,

@@ -28,10 +28,14 @@ from ..dependencies import (
     Writer,
 )
 from ..metrics import ServiceMetrics
+from ..openapi import AUTHENTICATED, WITH_BODY, problem_responses
 
 __all__ = ["ByPath", "router"]
 
-router = APIRouter(tags=["uploads"])
+router = APIRouter(tags=["uploads"], responses=problem_responses(*AUTHENTICATED))
+
+_UPLOAD_PROBLEMS = problem_responses(404, *WITH_BODY, 502, 503, 504)
+"""Bad path or form, unknown provider, too large, the providers' answers, open circuits."""
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1 << 20
@@ -46,7 +50,7 @@ class ByPath(BaseModel):
     force: bool = False
 
 
-@router.post("/uploads/by-path")
+@router.post("/uploads/by-path", responses=_UPLOAD_PROBLEMS)
 async def upload_by_path(
     body: ByPath,
     _who: Writer,
@@ -61,7 +65,7 @@ async def upload_by_path(
     return result.as_dict()
 
 
-@router.post("/uploads")
+@router.post("/uploads", responses=_UPLOAD_PROBLEMS)
 async def upload_file(  # noqa: PLR0917 - FastAPI reads form fields from the signature
     _who: Writer,
     settings: SettingsDep,
@@ -83,7 +87,7 @@ async def upload_file(  # noqa: PLR0917 - FastAPI reads form fields from the sig
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@router.get("/uploads")
+@router.get("/uploads", responses=problem_responses(503))
 async def recent_uploads(
     _who: Reader,
     orchestrator: OrchestratorDep,
@@ -100,7 +104,7 @@ async def recent_uploads(
     }
 
 
-@router.get("/outbox")
+@router.get("/outbox", responses=problem_responses(503))
 async def outbox_status(_who: Reader, orchestrator: OrchestratorDep) -> dict[str, Any]:
     """Pending, delivered and failed tracking rows."""
     if orchestrator.relay is None:
