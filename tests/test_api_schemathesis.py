@@ -50,6 +50,8 @@ from schemathesis.specs.openapi.checks import (
 
 from breaker_service.api import create_app
 from breaker_service.api.auth import SCOPES, mint_token
+from breaker_service.api.openapi import problem_responses
+from breaker_service.api.problems import PROBLEM_MEDIA_TYPE, problem_kinds
 from breaker_service.config import Settings, load_settings
 from breaker_service.providers.flaky import (
     FaultConfig,
@@ -278,8 +280,43 @@ def test_every_operation_as_documented(target: Target, caller: str) -> None:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:
                 fuzz_operation(target, operation, mode, caller)
-            except Unsatisfiable:
-                continue  # nothing to break: no parameters, or any text is valid
+            except Unsatisfiable as exc:
+                if mode is GenerationMode.NEGATIVE:
+                    continue  # nothing to break: no parameters, or any text is valid
+                failures.append(f"{operation.label} [{mode.value}]: {exc!r}"[:3000])
             except (Exception, FailureGroup) as exc:  # noqa: BLE001 - all reported
                 failures.append(f"{operation.label} [{mode.value}]: {exc!r}"[:3000])
     assert not failures, "\n\n".join(failures)
+
+
+def test_error_answers_are_documented_as_problems(target: Target) -> None:
+    """Every documented error is problem+json; token routes say 401 (with the scheme) and 403."""
+    for path, item in target.openapi["paths"].items():
+        for method, spec in item.items():
+            where = f"{method.upper()} {path}"
+            for status, response in spec["responses"].items():
+                if int(status) < 400 or (path, status) == ("/readyz", "503"):
+                    continue
+                assert list(response["content"]) == [PROBLEM_MEDIA_TYPE], where
+                assert response["description"], where
+            if "security" in spec:
+                assert {"401", "403", "422"} <= set(spec["responses"]), where
+                assert "WWW-Authenticate" in spec["responses"]["401"]["headers"]
+            if "requestBody" in spec:
+                assert {"400", "413"} <= set(spec["responses"]), where
+
+
+def test_descriptions_come_from_the_error_table() -> None:
+    """A status's description names the problem types the one table maps to it."""
+    assert problem_kinds(503) == [
+        "circuit-open",
+        "not-durable",
+        "record-not-saved",
+        "store-unavailable",
+        "upload-rejected",
+    ]
+    assert problem_kinds(413) == ["body-too-large", "upload-rejected"]
+    [(status, response)] = problem_responses(404).items()
+    assert status == 404
+    assert response["description"].startswith("Not Found: ")
+    assert "unknown-breaker" in response["description"]

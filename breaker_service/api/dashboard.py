@@ -92,7 +92,7 @@ def dashboard_router(
     @router.get(
         "/dashboard/static/{name}",
         response_class=Response,
-        responses=problem_responses(404),
+        responses=problem_responses(404, 422),
     )
     async def dashboard_static(name: str) -> Response:
         """One of the page's modules or stylesheets."""
