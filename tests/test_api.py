@@ -11,7 +11,7 @@ import logging
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import anyio
 import api_helpers
@@ -28,7 +28,9 @@ from api_helpers import (
 
 from breaker_service import __version__
 from breaker_service.api import create_app
+from breaker_service.api.routes.breakers import EventKind
 from breaker_service.errors import ConfigError
+from breaker_service.events.model import ALL_KINDS
 from breaker_service.migrate import SCHEMA_HEAD
 
 # The shared fixtures: pytest finds them here by name.
@@ -217,6 +219,16 @@ async def test_events_filtered_by_kind(service: Service) -> None:
     assert {e["kind"] for e in successes} == {"success"}
     both = (await events(service, kind=["success", "transition"])).json()["events"]
     assert len(both) == 5
+
+
+async def test_unknown_event_kind_is_a_422(service: Service) -> None:
+    """``kind=bogus`` is refused (it was an empty 200, as if no such event happened)."""
+    await make_history(service)
+    body = assert_problem(await events(service, kind="bogus"), 422, "invalid-request")
+    assert body["errors"][0]["loc"] == ["query", "kind", 0]
+    mixed = await events(service, kind=["success", "bogus"])
+    assert_problem(mixed, 422, "invalid-request")
+    assert set(get_args(EventKind)) == ALL_KINDS  # the schema names every stored kind
 
 
 async def test_events_since_and_until(service: Service) -> None:

@@ -23,6 +23,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..config import Settings
+from .openapi import problem_responses
 
 __all__ = ["POLL_INTERVAL", "dashboard_router"]
 
@@ -88,7 +89,11 @@ def dashboard_router(
         """What the page needs before it has a token: whether to ask for one."""
         return {"auth_disabled": settings.auth_disabled, "poll_interval": poll_interval}
 
-    @router.get("/dashboard/static/{name}", response_class=Response)
+    @router.get(
+        "/dashboard/static/{name}",
+        response_class=Response,
+        responses=problem_responses(404, 422),
+    )
     async def dashboard_static(name: str) -> Response:
         """One of the page's modules or stylesheets."""
         entry = files.get(name)

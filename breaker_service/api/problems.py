@@ -33,11 +33,13 @@ from ..uploads.keeper import RecordNotSaved
 from .auth import AuthError
 
 __all__ = [
+    "PROBLEM_MEDIA_TYPE",
     "PROBLEM_STATUS",
     "InvalidQuery",
     "install_problem_handlers",
     "problem",
     "problem_document",
+    "problem_kinds",
     "problem_parts",
 ]
 
@@ -77,6 +79,16 @@ _UPLOAD_REASON_STATUS = {
     "provider_unavailable": 503,
 }
 
+# Answers that come from no row above: auth by status, the body guard, the framework.
+_OTHER_KINDS: dict[int, frozenset[str]] = {
+    400: frozenset({"http-error"}),  # a multipart body that cannot be parsed
+    403: frozenset({"forbidden"}),
+    404: frozenset({"http-error"}),  # an unknown dashboard asset
+    413: frozenset({"body-too-large"}),  # api.guard
+}
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
 
 def problem(
     status: int,
@@ -94,8 +106,17 @@ def problem(
         **extra,
     }
     return JSONResponse(
-        body, status_code=status, headers=headers, media_type="application/problem+json"
+        body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
     )
+
+
+def problem_kinds(status: int) -> list[str]:
+    """The problem types answered with ``status``: what the OpenAPI says of it."""
+    kinds = {kind for code, kind in PROBLEM_STATUS.values() if code == status}
+    if status in _UPLOAD_REASON_STATUS.values():
+        kinds.add("upload-rejected")
+    kinds |= _OTHER_KINDS.get(status, frozenset())
+    return sorted(kinds)
 
 
 def _lookup(exc: BaseException) -> tuple[int, str]:

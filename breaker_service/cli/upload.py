@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import sys
 from collections.abc import Callable
 
 from rich.progress import Progress
@@ -33,6 +35,18 @@ def _announce_waits(now: Callable[[], float]) -> Callable[[str, float], None]:
 _ANNOUNCE_EVERY = 5.0
 
 
+def _printable_names() -> None:
+    """Paths that are not UTF-8 print as ``\\udcXX`` escapes, never an encoding error.
+
+    Such a name (bytes Python keeps as lone surrogates) is uploaded by its real path
+    and recorded with U+FFFD in their place (``uploads.validation.text_name``); only
+    its display is left, in the table, the JSON, an error message or a log line.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 @async_command
 async def upload(args: argparse.Namespace, settings: Settings) -> int:
     """Upload every path; exit 1 unless all of them were uploaded."""
@@ -46,6 +60,7 @@ async def upload(args: argparse.Namespace, settings: Settings) -> int:
     # deferred: the composition root (httpx, providers, SQL) is slow to import.
     from ..service import Service  # noqa: PLC0415
 
+    _printable_names()
     async with await Service.open(settings) as service:
         orchestrator = service.orchestrator
         with Progress(console=errors, transient=True, disable=args.json) as bar:

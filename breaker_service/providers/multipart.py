@@ -18,8 +18,13 @@ __all__ = ["MultipartStream"]
 
 
 def _quoted(value: str) -> str:
-    """A header parameter value, escaped as browsers and httpx do (HTML5 rules)."""
-    return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    """A header parameter value, escaped as browsers and httpx do (HTML5 rules).
+
+    A name that was not valid UTF-8 on disk (surrogate escapes) is sent with each
+    undecodable byte as U+FFFD: the header is UTF-8, whatever the file system held.
+    """
+    text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    return text.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
 class MultipartStream:

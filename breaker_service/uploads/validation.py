@@ -20,7 +20,13 @@ from pathlib import Path
 
 from ..errors import UploadRejected
 
-__all__ = ["ValidatedFile", "no_allowed_dirs", "sha256_of", "validate_path"]
+__all__ = [
+    "ValidatedFile",
+    "no_allowed_dirs",
+    "sha256_of",
+    "text_name",
+    "validate_path",
+]
 
 NO_ALLOWED_DIRS = (
     "uploads of server paths are off: UPLOAD_ALLOWED_DIRS is not set "
@@ -101,11 +107,20 @@ def validate_path(
         )
     return ValidatedFile(
         path=real,
-        filename=real.name,
+        filename=text_name(real.name),
         size=info.st_size,
         device=info.st_dev,
         inode=info.st_ino,
     )
+
+
+def text_name(name: str) -> str:
+    """``name`` as storable text: bytes that were not UTF-8 on disk become U+FFFD.
+
+    Python keeps such bytes as lone surrogates, which no database, JSON reader or
+    HTTP header accepts; the file is still opened by its real path.
+    """
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in name)
 
 
 def _inside(path: Path, allowed_dirs: list[Path]) -> bool:

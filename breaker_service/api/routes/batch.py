@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from ...uploads import BatchItem, UploadOrchestrator
 from ...uploads.orchestrator import Progress
 from ..dependencies import OrchestratorDep, Writer
+from ..openapi import AUTHENTICATED, WITH_BODY, problem_responses
 from ..problems import problem_document
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
     "summary",
 ]
 
-router = APIRouter(tags=["uploads"])
+router = APIRouter(tags=["uploads"], responses=problem_responses(*AUTHENTICATED))
 
 MAX_BATCH_ITEMS = 100
 """Paths per request: a bigger batch is several requests (bounded work per request)."""
@@ -65,7 +66,14 @@ def summary(items: list[dict[str, Any]]) -> dict[str, int]:
     return {"uploaded": uploaded, "failed": len(items) - uploaded}
 
 
-@router.post("/uploads/batch", response_model=None)
+@router.post(
+    "/uploads/batch",
+    response_model=None,
+    responses={
+        200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+        **problem_responses(*WITH_BODY),
+    },
+)
 async def upload_batch(
     body: BatchByPaths,
     _who: Writer,

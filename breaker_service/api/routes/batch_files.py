@@ -29,13 +29,14 @@ from ...errors import BreakerServiceError, UploadRejected
 from ...uploads import BatchItem, UploadOrchestrator
 from ...uploads.orchestrator import Progress
 from ..dependencies import OrchestratorDep, SettingsDep, Writer
+from ..openapi import AUTHENTICATED, WITH_BODY, problem_responses
 from ..problems import InvalidQuery, problem_document
 from ..spooling import largest_limit, safe_name, spool_root, spool_upload
 from .batch import ndjson_progress, summary
 
 __all__ = ["MAX_BATCH_FILES", "router"]
 
-router = APIRouter(tags=["uploads"])
+router = APIRouter(tags=["uploads"], responses=problem_responses(*AUTHENTICATED))
 
 MAX_BATCH_FILES = 20
 """Files per multipart request: more is several requests (each is spooled first)."""
@@ -99,7 +100,15 @@ class _Sent:
         return head | {"ok": False, "problem": problem_document(error)}
 
 
-@router.post("/uploads/batch/files", response_model=None, openapi_extra=_FORM_SCHEMA)
+@router.post(
+    "/uploads/batch/files",
+    response_model=None,
+    openapi_extra=_FORM_SCHEMA,
+    responses={
+        200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+        **problem_responses(*WITH_BODY, 503),
+    },
+)
 async def upload_batch_files(
     request: Request,
     _who: Writer,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, field_validator
@@ -19,11 +19,15 @@ from ...text import MAX_REASON, checked_text
 from ...uploads import UploadOrchestrator
 from ..auth import Principal
 from ..dependencies import Admin, OrchestratorDep, Reader, RegistryDep
+from ..openapi import AUTHENTICATED, WITH_BODY, problem_responses
 from ..problems import InvalidQuery
 
-__all__ = ["Reason", "router"]
+__all__ = ["EventKind", "Reason", "router"]
 
-router = APIRouter(tags=["breakers"])
+router = APIRouter(tags=["breakers"], responses=problem_responses(*AUTHENTICATED))
+
+EventKind = Literal["transition", "success", "failure", "timeout"]
+"""What ``?kind=`` may name: ``events.model.ALL_KINDS`` (anything else is a 422)."""
 
 ManualAction = Callable[[CircuitBreaker, str, str | None], Awaitable[bool]]
 """An operator action: ``CircuitBreaker.force_open`` or ``CircuitBreaker.reset``."""
@@ -51,21 +55,21 @@ async def list_breakers(_who: Reader, registry: RegistryDep) -> dict[str, Any]:
     return {"breakers": rows}
 
 
-@router.get("/breakers/{name}")
+@router.get("/breakers/{name}", responses=problem_responses(404))
 async def get_breaker(name: str, _who: Reader, registry: RegistryDep) -> dict[str, Any]:
     """One breaker."""
     _known_breaker(registry, name)
     return registry.get(name).status()
 
 
-@router.get("/breakers/{name}/events")
+@router.get("/breakers/{name}/events", responses=problem_responses(404, 503))
 async def breaker_events(  # noqa: PLR0917 - FastAPI reads query parameters from the signature
     name: str,
     _who: Reader,
     registry: RegistryDep,
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # a 64-bit row id
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    kind: Annotated[list[str] | None, Query()] = None,
+    kind: Annotated[list[EventKind] | None, Query()] = None,
     since: str | None = None,
     until: str | None = None,
 ) -> dict[str, Any]:
@@ -75,7 +79,7 @@ async def breaker_events(  # noqa: PLR0917 - FastAPI reads query parameters from
         name,
         after_id=after,
         limit=limit,
-        kinds=kind,
+        kinds=None if kind is None else list[str](kind),
         since=_epoch(since, "since"),
         until=_epoch(until, "until"),
     )
@@ -86,7 +90,7 @@ async def breaker_events(  # noqa: PLR0917 - FastAPI reads query parameters from
     }
 
 
-@router.get("/breakers/{name}/state")
+@router.get("/breakers/{name}/state", responses=problem_responses(404, 503))
 async def breaker_state_at(
     name: str, _who: Reader, registry: RegistryDep, at: str
 ) -> dict[str, Any]:
@@ -102,7 +106,10 @@ async def breaker_state_at(
     }
 
 
-@router.post("/breakers/{name}/force-open")
+@router.post(
+    "/breakers/{name}/force-open",
+    responses=problem_responses(404, *WITH_BODY, 503),
+)
 async def force_open(
     name: str,
     body: Reason,
@@ -121,7 +128,9 @@ async def force_open(
     )
 
 
-@router.post("/breakers/{name}/reset")
+@router.post(
+    "/breakers/{name}/reset", responses=problem_responses(404, *WITH_BODY, 503)
+)
 async def reset(
     name: str,
     body: Reason,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from ...errors import EventLogError
@@ -34,14 +34,22 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "Not ready: the same body, its problems listed",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def readyz(  # noqa: PLR0917 - FastAPI reads dependencies from the signature
     settings: SettingsDep,
     service: ServiceDep,
     registry: RegistryDep,
     orchestrator: OrchestratorDep,
     verifier: Annotated[TokenVerifier, Depends(get_verifier)],
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    request: Request,
 ) -> JSONResponse:
     """Database reachable, schema at head, event log and outbox healthy (503 otherwise).
 
@@ -87,6 +95,7 @@ async def readyz(  # noqa: PLR0917 - FastAPI reads dependencies from the signatu
     body["status"] = "degraded" if problems else "ready"
     body["problems"] = problems
     status = 503 if problems else 200
+    authorization = request.headers.get("authorization")
     if not (settings.readyz_detail_public or _may_read(verifier, authorization)):
         return JSONResponse({"status": body["status"]}, status_code=status)
     return JSONResponse(body, status_code=status)

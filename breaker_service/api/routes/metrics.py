@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
@@ -9,6 +11,7 @@ from ...errors import EventLogError
 from ...uploads import UploadOrchestrator
 from ..dependencies import MetricsDep, OrchestratorDep, Reader
 from ..metrics import ServiceMetrics
+from ..openapi import AUTHENTICATED, problem_responses
 
 __all__ = ["metrics_router"]
 
@@ -19,7 +22,18 @@ def metrics_router(*, public: bool) -> APIRouter:
     """The ``/metrics`` route, open or behind the ``breakers:read`` scope."""
     router = APIRouter(tags=["health"])
     endpoint = metrics_open if public else metrics_protected
-    router.add_api_route("/metrics", endpoint, methods=["GET"], response_class=Response)
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {_MEDIA_TYPE: {"schema": {"type": "string"}}}}
+    }
+    if not public:
+        responses |= problem_responses(*AUTHENTICATED)
+    router.add_api_route(
+        "/metrics",
+        endpoint,
+        methods=["GET"],
+        response_class=Response,
+        responses=responses,
+    )
     return router
 
 

@@ -25,11 +25,15 @@ from ..dependencies import (
     Writer,
 )
 from ..metrics import ServiceMetrics
+from ..openapi import AUTHENTICATED, WITH_BODY, problem_responses
 from ..spooling import largest_limit, spool_root, spool_upload
 
 __all__ = ["ByPath", "router"]
 
-router = APIRouter(tags=["uploads"])
+router = APIRouter(tags=["uploads"], responses=problem_responses(*AUTHENTICATED))
+
+_UPLOAD_PROBLEMS = problem_responses(404, *WITH_BODY, 502, 503, 504)
+"""Bad path or form, unknown provider, too large, the providers' answers, open circuits."""
 
 
 class ByPath(BaseModel):
@@ -41,7 +45,7 @@ class ByPath(BaseModel):
     force: bool = False
 
 
-@router.post("/uploads/by-path")
+@router.post("/uploads/by-path", responses=_UPLOAD_PROBLEMS)
 async def upload_by_path(
     body: ByPath,
     _who: Writer,
@@ -56,7 +60,7 @@ async def upload_by_path(
     return result.as_dict()
 
 
-@router.post("/uploads")
+@router.post("/uploads", responses=_UPLOAD_PROBLEMS)
 async def upload_file(  # noqa: PLR0917 - FastAPI reads form fields from the signature
     _who: Writer,
     settings: SettingsDep,
@@ -81,7 +85,7 @@ async def upload_file(  # noqa: PLR0917 - FastAPI reads form fields from the sig
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@router.get("/uploads")
+@router.get("/uploads", responses=problem_responses(503))
 async def recent_uploads(
     _who: Reader,
     orchestrator: OrchestratorDep,
@@ -98,7 +102,7 @@ async def recent_uploads(
     }
 
 
-@router.get("/outbox")
+@router.get("/outbox", responses=problem_responses(503))
 async def outbox_status(_who: Reader, orchestrator: OrchestratorDep) -> dict[str, Any]:
     """Pending, delivered and failed tracking rows."""
     if orchestrator.relay is None:
