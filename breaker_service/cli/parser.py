@@ -10,6 +10,7 @@ import argparse
 from typing import TypeAlias
 
 from .. import __version__
+from ..events.model import ALL_KINDS
 
 __all__ = ["build_parser"]
 
@@ -64,7 +65,12 @@ def _add_breakers(sub: Subcommands) -> None:
     events = sub.add_parser("events", help="show a breaker's audit trail")
     events.add_argument("name")
     events.add_argument("--since", help="ISO time (UTC if no offset)")
-    events.add_argument("--kind", action="append", help="filter by kind (repeatable)")
+    events.add_argument(
+        "--kind",
+        action="append",
+        choices=sorted(ALL_KINDS),
+        help="filter by kind (repeatable)",
+    )
     events.add_argument("--limit", type=int, default=100)
     events.add_argument(
         "--after", type=int, default=0, help="page: events after this id"

@@ -106,47 +106,43 @@ async def breaker_state_at(
     }
 
 
-@router.post(
+def _operator_route(path: str, name: str, action: ManualAction, doc: str) -> None:
+    """Register ``POST path``: ``action`` on a breaker, as the token's subject."""
+
+    async def route(
+        name: str,
+        body: Reason,
+        who: Admin,
+        registry: RegistryDep,
+        orchestrator: OrchestratorDep,
+    ) -> dict[str, Any]:
+        return await _act(
+            action,
+            name,
+            reason=body,
+            who=who,
+            registry=registry,
+            orchestrator=orchestrator,
+        )
+
+    route.__doc__ = doc
+    router.post(path, name=name, responses=problem_responses(404, *WITH_BODY, 503))(
+        route
+    )
+
+
+_operator_route(
     "/breakers/{name}/force-open",
-    responses=problem_responses(404, *WITH_BODY, 503),
+    "force_open",
+    CircuitBreaker.force_open,
+    "Reject every call until reset; the token's subject is recorded as the actor.",
 )
-async def force_open(
-    name: str,
-    body: Reason,
-    who: Admin,
-    registry: RegistryDep,
-    orchestrator: OrchestratorDep,
-) -> dict[str, Any]:
-    """Reject every call until reset; the token's subject is recorded as the actor."""
-    return await _act(
-        CircuitBreaker.force_open,
-        name,
-        reason=body,
-        who=who,
-        registry=registry,
-        orchestrator=orchestrator,
-    )
-
-
-@router.post(
-    "/breakers/{name}/reset", responses=problem_responses(404, *WITH_BODY, 503)
+_operator_route(
+    "/breakers/{name}/reset",
+    "reset",
+    CircuitBreaker.reset,
+    "Back to closed; the token's subject is recorded as the actor.",
 )
-async def reset(
-    name: str,
-    body: Reason,
-    who: Admin,
-    registry: RegistryDep,
-    orchestrator: OrchestratorDep,
-) -> dict[str, Any]:
-    """Back to closed; the token's subject is recorded as the actor."""
-    return await _act(
-        CircuitBreaker.reset,
-        name,
-        reason=body,
-        who=who,
-        registry=registry,
-        orchestrator=orchestrator,
-    )
 
 
 async def _act(
