@@ -7,8 +7,9 @@ From ``Settings`` it opens, in order: the database engine (``DATABASE_URL``
 normalised once), the schema (Alembic), the event log, the replayed breaker
 registry, on PostgreSQL in shared scope the fleet trial gate and log follower, then
 (unless ``uploads=False``) the HTTP client, the provider catalog, the upload store,
-the Supabase outbox relay and the upload orchestrator. ``aclose()`` closes them in
-the reverse order. The CLI, the API lifespan, the demo and the embedded
+the Supabase outbox relay, the upload intent journal, the upload orchestrator and
+the reconciler (a start-up pass, bounded, then in the background). ``aclose()``
+closes them in the reverse order. The CLI, the API lifespan, the demo and the embedded
 conveniences (``BreakerRegistry.open``, ``UploadOrchestrator.open``) all come
 through here; below this module, classes take their collaborators as arguments.
 """
@@ -43,16 +44,21 @@ from .replica import check_replica_id, resolve_replica_id
 from .retry.classify import Classifier
 from .tracking import Outbox, OutboxRelay, SupabaseSink
 from .tracking.drain import DeliveryReport, deliver_pending
+from .uploads.intents import IntentStore, MemoryIntentStore
 from .uploads.journal import UploadJournal
 from .uploads.keeper import RecordKeeper
 from .uploads.memory_store import MemoryUploadStore
 from .uploads.orchestrator import UploadOrchestrator
+from .uploads.reconcile import Reconciler
+from .uploads.sql_intents import SqlIntentStore
 from .uploads.sql_store import SqlUploadStore
 from .uploads.store import UploadStore
 
 __all__ = ["Service", "database_engine"]
 
 logger = logging.getLogger("breaker_service.service")
+
+STARTUP_RECONCILE_SECONDS = 15.0  # a slow or down provider never holds start-up longer
 
 
 class Service:
@@ -76,6 +82,8 @@ class Service:
         self.store: UploadStore | None = None
         self.relay: OutboxRelay | None = None
         self.keeper: RecordKeeper | None = None
+        self.intents: IntentStore | None = None
+        self.reconciler: Reconciler | None = None
         self._orchestrator: UploadOrchestrator | None = None
         self._owns_registry = owns_registry
 
@@ -124,6 +132,7 @@ class Service:
             try:
                 service._open_uploads(transport)
                 await service._fold_journal()
+                await service._reconcile_at_startup()
             except BaseException:
                 await service.aclose()
                 raise
@@ -205,12 +214,16 @@ class Service:
         self.http_client = http_client_for(settings, transport)
         self.providers = build_providers(settings, self.http_client)
         if self.engine is None:
-            self.store = MemoryUploadStore()
+            memory = MemoryUploadStore()
+            self.store = memory
+            self.intents = MemoryIntentStore(memory)
         else:
             tracking = settings.supabase_enabled
-            self.store = SqlUploadStore(
+            sql_store = SqlUploadStore(
                 self.engine, instance_id=settings.breaker_instance_id, outbox=tracking
             )
+            self.store = sql_store
+            self.intents = SqlIntentStore(sql_store)
             if tracking:
                 self.relay = _relay(settings, self.engine, self.registry, self.clock)
                 self.relay.start()
@@ -233,7 +246,24 @@ class Service:
             allow_hardlinks=settings.upload_allow_hardlinks,
             relay=self.relay,
             keeper=self.keeper,
+            intents=self.intents,
+            owner=settings.breaker_replica_id,
         )
+        orchestrator = self._orchestrator
+        self.reconciler = Reconciler(
+            registry=self.registry,
+            providers=self.providers,
+            intents=self.intents,
+            clock=self.clock,
+            keeper=self.keeper,
+            policy=settings.upload_orphans,
+            owner=settings.breaker_replica_id,
+            run_id=orchestrator.run_id,
+            in_flight=lambda: set(orchestrator.in_flight),
+            stale_after=settings.upload_intent_stale_after,
+            interval=settings.upload_reconcile_interval,
+        )
+        orchestrator.on_ambiguous = self.reconciler.request
         for name, provider in self.providers.items():
             self.registry.get(name)  # every provider's breaker is listed from the start
             if provider.unavailable_reason:
@@ -255,6 +285,26 @@ class Service:
             if folded and self.relay is not None:
                 self.relay.wake()
         self.keeper.start()
+
+    async def _reconcile_at_startup(self) -> None:
+        """Settle what an earlier run left open, bounded; then reconcile in the background."""
+        assert self.reconciler is not None
+        try:
+            async with asyncio.timeout(STARTUP_RECONCILE_SECONDS):
+                reports = await self.reconciler.reconcile(
+                    reason="start-up", startup=True, only_with_work=True
+                )
+        except (TimeoutError, StorageError) as exc:
+            logger.warning(
+                "start-up reconcile not finished (%s); it continues in the background",
+                exc or "timed out",
+            )
+            self.reconciler.request()
+        else:
+            for report in reports:
+                if report.error:
+                    self.reconciler.request(report.provider)
+        self.reconciler.start()
 
     @property
     def orchestrator(self) -> UploadOrchestrator:
@@ -287,6 +337,8 @@ class Service:
 
     async def aclose(self) -> None:
         """Close in reverse order: relay, HTTP client, registry (flush), database."""
+        if self.reconciler is not None:
+            await self.reconciler.aclose()
         if self.keeper is not None:
             await self.keeper.aclose()
         if self.relay is not None:

@@ -7,7 +7,11 @@ recorded locally; a failed one leaves no record.
 
 Uploads are not idempotent at the providers: when a timeout hides a success, the
 retry uploads the file again and the provider holds two copies; only the one whose
-id we received is recorded.
+id we received is recorded. So before each provider is called, an intent is
+committed (``intents.py``); recording the upload completes it, giving up fails it,
+and the reconciler (``reconcile.py``) settles what the provider kept: it is told
+(``on_ambiguous``) after any failure that may hide a stored file and after a full
+file quota.
 """
 
 from __future__ import annotations
@@ -30,10 +34,14 @@ from ..errors import (
     BreakerServiceError,
     CircuitOpenError,
     ProviderError,
+    ProviderQuotaExceeded,
+    ProviderTimeout,
+    StorageError,
     UnknownProviderError,
     UploadRejected,
 )
 from ..providers.base import Provider, ProviderFile
+from .intents import IntentStore, UploadIntent
 from .keeper import RECORDED_IN_DATABASE, RecordKeeper
 from .model import UploadResult
 from .source import FileSource
@@ -71,6 +79,19 @@ Waiting = Callable[[str, float], None]
 _MIN_PAUSE = 0.05  # a breaker about to half-open: look again shortly, never spin
 
 
+def may_have_stored(error: BaseException) -> bool:
+    """Whether a failed upload call may still have left the file at the provider.
+
+    A timeout, a dropped connection or a 5xx can come after the provider stored the
+    body; a 4xx (including 429) is a refusal before storing.
+    """
+    if isinstance(error, ProviderTimeout):
+        return True
+    if isinstance(error, ProviderError) and error.transient:
+        return error.status is None or error.status >= 500
+    return False
+
+
 class UploadOrchestrator:
     """Uploads files to the configured providers through retries and breakers."""
 
@@ -88,6 +109,9 @@ class UploadOrchestrator:
         allow_hardlinks: bool = False,
         relay: OutboxRelay | None = None,
         keeper: RecordKeeper | None = None,
+        intents: IntentStore | None = None,
+        owner: str = "local",
+        on_ambiguous: Callable[[str], None] | None = None,
     ) -> None:
         self.registry = registry
         self.providers = dict(providers)
@@ -108,6 +132,14 @@ class UploadOrchestrator:
         self.allow_hardlinks = allow_hardlinks
         self.relay = relay
         self.keeper = keeper or RecordKeeper(store, None, clock=self.clock)
+        self.intents = intents
+        self.owner = owner
+        self.run_id = str(uuid.uuid4())  # this process: its intents die with it
+        self.on_ambiguous = on_ambiguous
+        self.in_flight: set[str] = set()  # intents of uploads under way here
+        self._recording: dict[str, str] = {}  # upload id -> its intent, being recorded
+        self.unjournaled_total = 0  # provider calls made without a committed intent
+        self.quota_full: dict[str, str] = {}  # provider -> its last quota message
         self._closer: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
@@ -221,6 +253,7 @@ class UploadOrchestrator:
             prior = await self._already_uploaded(digest, candidates, file.filename)
             if prior is not None:
                 return prior
+        upload_id = str(uuid.uuid4())
         tried: list[str] = []
         attempts = 0
         failures: list[BaseException] = []  # from providers actually called
@@ -235,46 +268,79 @@ class UploadOrchestrator:
                 skipped.append(f"{name}: {skip}")
                 continue
             tried.append(name)
-            answer, calls, error = await self._attempt(name, source, purpose)
-            attempts += calls
-            if answer is None:
-                assert error is not None
-                if explicit:
-                    raise error
-                logger.warning(
-                    "upload of %s to %s failed (%s); trying the next provider",
-                    file.filename,
-                    name,
-                    type(error).__name__,
-                )
-                if isinstance(error, CircuitOpenError) and calls == 0:
-                    refusals.append(error)
-                else:
-                    failures.append(error)
-                continue
-            result = UploadResult(
-                upload_id=str(uuid.uuid4()),
-                provider=name,
-                provider_file_id=answer.file_id,
-                filename=file.filename,
-                sha256=digest,
-                bytes=file.size,
-                purpose=answer.purpose,
-                attempts=attempts,
-                elapsed=self.clock.monotonic() - started,
-                providers_tried=tuple(tried),
-                uploaded_at=self.clock.time(),
+            answer, calls, error = await self._journaled_attempt(
+                upload_id, name, source, purpose
             )
-            recorded = await self.keeper.keep(result)
-            if self.relay is not None and recorded == RECORDED_IN_DATABASE:
-                self.relay.wake()
-            return dataclasses.replace(result, recorded=recorded)
+            attempts += calls
+            if answer is not None:
+                return await self._record(
+                    UploadResult(
+                        upload_id=upload_id,
+                        provider=name,
+                        provider_file_id=answer.file_id,
+                        filename=file.filename,
+                        sha256=digest,
+                        bytes=file.size,
+                        purpose=answer.purpose,
+                        attempts=attempts,
+                        elapsed=self.clock.monotonic() - started,
+                        providers_tried=tuple(tried),
+                        uploaded_at=self.clock.time(),
+                    )
+                )
+            assert error is not None
+            if explicit:
+                raise error
+            logger.warning(
+                "upload of %s to %s failed (%s); trying the next provider",
+                file.filename,
+                name,
+                type(error).__name__,
+            )
+            if isinstance(error, CircuitOpenError) and calls == 0:
+                refusals.append(error)
+            else:
+                failures.append(error)
         if failures:  # what the last provider we really called said
             raise failures[-1]
         if refusals:  # every usable breaker is open: come back when the first probes
             raise min(refusals, key=lambda e: e.retry_after)
         msg = "no provider can take this upload: " + "; ".join(skipped)
         raise UploadRejected(msg, reason="no_provider", path=str(file.path))
+
+    async def _journaled_attempt(
+        self, upload_id: str, name: str, source: FileSource, purpose: str | None
+    ) -> tuple[ProviderFile | None, int, CircuitOpenError | ProviderError | None]:
+        """``_attempt`` between its intent's begin and, on failure, its end.
+
+        A success leaves the intent open and in flight for ``_record`` to complete.
+        """
+        intent = await self._begin(upload_id, name, source, purpose)
+        try:
+            answer, calls, error = await self._attempt(name, source, purpose, intent)
+        except BaseException:
+            if intent is not None:
+                self.in_flight.discard(intent.id)
+            raise
+        if answer is None:
+            await self._give_up(intent)
+            if intent is not None:
+                self.in_flight.discard(intent.id)
+        elif intent is not None:
+            self._recording[upload_id] = intent.id
+        return answer, calls, error
+
+    async def _record(self, result: UploadResult) -> UploadResult:
+        """Make the success durable (completing its intent); the answer to give."""
+        try:
+            recorded = await self.keeper.keep(result)
+        finally:
+            intent_id = self._recording.pop(result.upload_id, None)
+            if intent_id is not None:
+                self.in_flight.discard(intent_id)
+        if self.relay is not None and recorded == RECORDED_IN_DATABASE:
+            self.relay.wake()
+        return dataclasses.replace(result, recorded=recorded)
 
     async def _already_uploaded(
         self, digest: str, candidates: list[str], filename: str
@@ -292,24 +358,108 @@ class UploadOrchestrator:
                 return dataclasses.replace(prior, deduplicated=True)
         return None
 
+    async def _begin(
+        self, upload_id: str, name: str, source: FileSource, purpose: str | None
+    ) -> UploadIntent | None:
+        """Commit the intent for one provider before calling it (None: not journaled).
+
+        When the database refuses the intent the upload still goes ahead (the
+        record has its journal), but an orphan it leaves cannot be matched: counted
+        in ``unjournaled_total`` and logged.
+        """
+        if self.intents is None:
+            return None
+        file = source.file
+        intent = UploadIntent(
+            id=str(uuid.uuid4()),
+            upload_id=upload_id,
+            provider=name,
+            path=str(file.path),
+            filename=file.filename,
+            sha256=await source.sha256(),
+            bytes=file.size,
+            purpose=purpose or self.providers[name].default_purpose,
+            started_at=self.clock.time(),
+            owner=self.owner,
+            run_id=self.run_id,
+        )
+        try:
+            await self.intents.begin(intent)
+        except StorageError as exc:
+            self.unjournaled_total += 1
+            logger.warning(
+                "upload %s to %s: intent not journaled (%s); an orphan it leaves "
+                "will not be reconciled",
+                upload_id,
+                name,
+                exc,
+            )
+            return None
+        self.in_flight.add(intent.id)
+        return intent
+
+    async def _give_up(self, intent: UploadIntent | None) -> None:
+        """Close the intent of an upload that failed (copies may remain: reconciled)."""
+        if self.intents is None or intent is None:
+            return
+        try:
+            await self.intents.fail(intent.id, self.clock.time())
+        except StorageError as exc:  # left open: the reconciler settles it later
+            logger.warning("upload intent %s not closed: %s", intent.id, exc)
+
     async def _attempt(
-        self, name: str, source: FileSource, purpose: str | None
+        self,
+        name: str,
+        source: FileSource,
+        purpose: str | None,
+        intent: UploadIntent | None = None,
     ) -> tuple[ProviderFile | None, int, CircuitOpenError | ProviderError | None]:
         """One resilient call to ``name``: (answer, provider calls made, error)."""
         provider = self.providers[name]
         calls = 0
+        ambiguous = False
 
         async def once() -> ProviderFile:
-            nonlocal calls
+            nonlocal calls, ambiguous
             calls += 1
-            return await provider.upload(
-                source, filename=source.filename, purpose=purpose
-            )
+            if calls > 1 and intent is not None and self.intents is not None:
+                try:  # an undercount only makes the reconciler more careful
+                    await self.intents.attempt(intent.id, calls)
+                except StorageError as exc:
+                    logger.info(
+                        "upload intent %s attempt not noted: %s", intent.id, exc
+                    )
+            try:
+                return await provider.upload(
+                    source, filename=source.filename, purpose=purpose
+                )
+            except ProviderError as exc:
+                ambiguous = ambiguous or may_have_stored(exc)
+                raise
 
         try:
-            return await self.registry.call(name, once), calls, None
+            answer = await self.registry.call(name, once)
         except (CircuitOpenError, ProviderError) as exc:
+            self._after_failure(name, exc, ambiguous)
             return None, calls, exc
+        self.quota_full.pop(name, None)
+        if ambiguous:
+            self._signal(name)
+        return answer, calls, None
+
+    def _after_failure(self, name: str, error: BaseException, ambiguous: bool) -> None:
+        if isinstance(error, ProviderQuotaExceeded):
+            self.quota_full[name] = str(error)
+            logger.error(
+                "%s file quota is full: %s; reconciling to free orphans", name, error
+            )
+            ambiguous = True
+        if ambiguous:
+            self._signal(name)
+
+    def _signal(self, name: str) -> None:
+        if self.on_ambiguous is not None:
+            self.on_ambiguous(name)
 
     def _skip_reason(
         self, name: str, provider: Provider, file: ValidatedFile
