@@ -101,12 +101,16 @@ class Service:
         classifier: Classifier | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         uploads: bool = True,
+        reconcile: bool = False,
     ) -> Service:
         """Open every part for ``settings``; on failure, close what was opened.
 
         ``log`` replaces the SQL event log (an in-memory log: no database, uploads
         recorded in memory); ``registry`` reuses a registry the caller owns.
         ``uploads=False`` stops after the registry (status, audit, admin commands).
+        ``reconcile=True`` (the long-running ``serve``) settles, before returning,
+        what an earlier run of this replica left open, then reconciles in the
+        background; short-lived commands leave that to the service.
         """
         settings = settings or load_settings()
         clock = clock or SystemClock()
@@ -132,7 +136,8 @@ class Service:
             try:
                 service._open_uploads(transport)
                 await service._fold_journal()
-                await service._reconcile_at_startup()
+                if reconcile:
+                    await service._reconcile_at_startup()
             except BaseException:
                 await service.aclose()
                 raise
@@ -264,6 +269,7 @@ class Service:
             interval=settings.upload_reconcile_interval,
         )
         orchestrator.on_ambiguous = self.reconciler.request
+        orchestrator.reconciler = self.reconciler
         for name, provider in self.providers.items():
             self.registry.get(name)  # every provider's breaker is listed from the start
             if provider.unavailable_reason:

@@ -70,7 +70,7 @@ async def service_for(
         **values,
     )
     clock = FakeClock(wall=time.time())
-    async with await Service.open(settings, clock=clock) as service:
+    async with await Service.open(settings, clock=clock, reconcile=True) as service:
         yield service
 
 

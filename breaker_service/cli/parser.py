@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_token(sub)
     _add_outbox(sub)
+    _add_reconcile(sub)
     _add_db(sub)
     return parser
 
@@ -179,6 +180,23 @@ def _add_outbox(sub: Subcommands) -> None:
         help="with --deliver: how long to keep delivering",
     )
     outbox.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_reconcile(sub: Subcommands) -> None:
+    rec = sub.add_parser(
+        "reconcile", help="orphans at the providers: adopt, delete extra copies, report"
+    )
+    rec.add_argument(
+        "--dry-run", action="store_true", help="say what would be done, do nothing"
+    )
+    rec.add_argument("--list", action="store_true", help="only list open intents")
+    rec.add_argument("--provider", help="only this provider")
+    rec.add_argument(
+        "--after-crash",
+        action="store_true",
+        help="no other process of this replica runs: its open intents are dead",
+    )
+    rec.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _add_db(sub: Subcommands) -> None:

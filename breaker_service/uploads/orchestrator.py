@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ..tracking.relay import OutboxRelay
+    from .reconcile import Reconciler
 
 __all__ = ["BatchItem", "UploadOrchestrator"]
 
@@ -140,6 +141,7 @@ class UploadOrchestrator:
         self._recording: dict[str, str] = {}  # upload id -> its intent, being recorded
         self.unjournaled_total = 0  # provider calls made without a committed intent
         self.quota_full: dict[str, str] = {}  # provider -> its last quota message
+        self.reconciler: Reconciler | None = None  # set by the composition root
         self._closer: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
@@ -198,9 +200,20 @@ class UploadOrchestrator:
                     "in_order": name in self.order,
                     "breaker": breaker.state.value,
                     "retry_after": breaker.retry_after,
+                    "files": self._file_count(name, provider),
                 }
             )
         return rows
+
+    def _file_count(self, name: str, provider: Provider) -> dict[str, Any]:
+        """Files the provider held at the last listing, against its quota."""
+        listed = self.reconciler.file_counts.get(name) if self.reconciler else None
+        return {
+            "count": listed["count"] if listed else None,
+            "limit": getattr(provider, "max_files", None),
+            "listed_at": listed["listed_at"] if listed else None,
+            "quota_full": self.quota_full.get(name),
+        }
 
     def _candidates(self, provider: str | None) -> list[str]:
         if provider is not None:

@@ -236,6 +236,7 @@ class Reconciler:
                 report.abandoned.append(intent.id)
                 _audit_log(action)
         await self._delete(name, catalog, plan, report, actor=actor, reason=reason)
+        self.file_counts[name]["count"] = len(files) - len(report.deleted)
 
     async def _adopt(
         self,

@@ -4,6 +4,7 @@ from .batch import router as batch_router
 from .breakers import router as breakers_router
 from .health import router as health_router
 from .metrics import metrics_router
+from .reconcile import router as reconcile_router
 from .uploads import router as uploads_router
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "breakers_router",
     "health_router",
     "metrics_router",
+    "reconcile_router",
     "uploads_router",
 ]
