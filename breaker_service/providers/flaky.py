@@ -66,6 +66,9 @@ class FaultConfig(BaseModel):
     )
     retry_after: float = Field(1.0, ge=0)
     latency_ms: tuple[float, float] = (0.0, 0.0)  # uniform min, max
+    # after storing, before answering: a crash or timeout there leaves a stored file
+    # whose id the client never saw
+    stored_latency_ms: tuple[float, float] = (0.0, 0.0)
     hang_seconds: float = Field(300.0, ge=0)
     outages: list[tuple[float, float]] = Field(
         default_factory=list
@@ -166,6 +169,11 @@ class FlakyProvider:
     def latency(self) -> float:
         """Seconds to wait before answering."""
         low, high = self.config.latency_ms
+        return self.rng.uniform(low, high) / 1000 if high > 0 else 0.0
+
+    def stored_latency(self) -> float:
+        """Seconds to wait between storing a file and answering."""
+        low, high = self.config.stored_latency_ms
         return self.rng.uniform(low, high) / 1000 if high > 0 else 0.0
 
     def error(
@@ -317,6 +325,8 @@ def create_app(provider: FlakyProvider | None = None) -> Starlette:  # noqa: PLR
             )
             state.files[stored.id] = stored
             state.stats["uploaded"] += 1
+            if pause := state.stored_latency():
+                await asyncio.sleep(pause)
             if fault is not None:  # stored, and now the answer is lost
                 state.stats["ambiguous"] += 1
                 return await state.fault_response(fault)
