@@ -196,3 +196,23 @@ def test_the_window_of_an_open_intent_reaches_now() -> None:
     it = dataclasses.replace(intent(), started_at=5_000.0)
     p = plan([pfile("f1", created=9_999)], [it])
     assert len(p.adopt) == 1
+
+
+def test_a_tie_between_intents_of_the_same_content_goes_to_the_open_one() -> None:
+    """An abandoned and an open intent of the same bytes: the copy holds that content."""
+    abandoned = intent(started=9_000.0, ended=9_004.0, state="abandoned", attempts=2)
+    retried = intent(started=9_003.0, ident="retried")
+    p = plan([pfile("f1", created=9_003)], [abandoned, retried])
+    assert [(i.id, f.file_id) for i, f in p.adopt] == [("retried", "f1")]
+    assert p.held == []
+
+
+def test_a_tie_between_intents_of_different_content_is_held() -> None:
+    """Same name and size, different SHA-256: never guessed."""
+    abandoned = intent(started=9_000.0, ended=9_004.0, state="abandoned", attempts=2)
+    retried = dataclasses.replace(
+        intent(started=9_003.0, ident="retried"), sha256="1" * 64
+    )
+    p = plan([pfile("f1", created=9_003)], [abandoned, retried])
+    assert p.adopt == []
+    assert [f.file_id for f, _ in p.held] == ["f1"]

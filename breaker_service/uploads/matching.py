@@ -8,7 +8,10 @@ by construction:
 - a recorded file (or one we cannot place in time) is never touched;
 - a file matching no intent is not ours: untouched, only counted;
 - a file matching two or more intents is a tie: never guessed, held (and so are
-  those intents' other files);
+  those intents' other files); except when those intents are all of the same
+  content (equal SHA-256) and exactly one of them is open: whichever upload made
+  the copy, it holds that content, so it goes to the open intent that needs it
+  (a retried upload after a crash meets its own earlier copy this way);
 - an intent cannot own more copies than the calls it made (``attempts``): if more
   match, someone else's file may be among them, so all are held;
 - an open intent that may still be under way (``settled`` says no) is left alone.
@@ -80,6 +83,7 @@ def plan_reconcile(
             plan.recorded += 1
             continue
         found = [i for i in intents if matches(i, file, now, slack)]
+        found = _same_content_owner(found)
         if not found:
             plan.foreign += 1
         elif len(found) > 1:
@@ -91,6 +95,14 @@ def plan_reconcile(
         copies = sorted(owned[intent.id], key=lambda f: (f.created_at, f.file_id))
         _plan_intent(plan, intent, copies, intent.id in contested, settled)
     return plan
+
+
+def _same_content_owner(found: list[UploadIntent]) -> list[UploadIntent]:
+    """A tie among intents of one content with one open intent: that one alone."""
+    if len(found) < 2 or len({i.sha256 for i in found}) != 1:
+        return found
+    still_open = [i for i in found if i.state == OPEN]
+    return still_open if len(still_open) == 1 else found
 
 
 def _plan_intent(
