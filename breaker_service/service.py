@@ -265,6 +265,7 @@ class Service:
             owner=settings.breaker_replica_id,
             run_id=orchestrator.run_id,
             in_flight=lambda: set(orchestrator.in_flight),
+            preferred=lambda: dict(orchestrator.unrecorded),
             stale_after=settings.upload_intent_stale_after,
             interval=settings.upload_reconcile_interval,
         )

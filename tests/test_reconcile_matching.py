@@ -216,3 +216,14 @@ def test_a_tie_between_intents_of_different_content_is_held() -> None:
     p = plan([pfile("f1", created=9_003)], [abandoned, retried])
     assert p.adopt == []
     assert [f.file_id for f, _ in p.held] == ["f1"]
+
+
+def test_the_copy_a_client_was_told_of_is_the_one_adopted() -> None:
+    """Nothing could record the success: adopt the id the client has, delete the other."""
+    it = intent(attempts=2)
+    files = [pfile("first", created=9_001), pfile("told", created=9_003)]
+    p = plan_reconcile(
+        files, [it], set(), now=NOW, settled=settled, preferred={it.id: "told"}
+    )
+    assert [f.file_id for _, f in p.adopt] == ["told"]
+    assert [f.file_id for _, f in p.delete] == ["first"]

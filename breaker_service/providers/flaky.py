@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -295,7 +295,11 @@ def create_app(provider: FlakyProvider | None = None) -> Starlette:  # noqa: PLR
         if delay:
             await asyncio.sleep(delay)
         fault = state.pick_fault()
-        form = await request.form(max_part_size=state.config.max_bytes + 1)
+        try:
+            form = await request.form(max_part_size=state.config.max_bytes + 1)
+        except ClientDisconnect:  # the client went away mid-body: nothing stored
+            state.stats["client_gone"] += 1
+            return Response(status_code=499)
         try:
             if fault is not None and fault not in AMBIGUOUS_FAULTS:
                 return await state.fault_response(fault)

@@ -16,13 +16,14 @@ by construction:
   match, someone else's file may be among them, so all are held;
 - an open intent that may still be under way (``settled`` says no) is left alone.
 
-An open, settled intent adopts its earliest copy (the rest are extra copies); one
-with no copy is abandoned. Every unrecorded copy of a closed intent is an extra copy.
+An open, settled intent adopts its earliest copy, or the one ``preferred`` names
+(the id a client was told when nothing could record it); the rest are extra copies.
+One with no copy is abandoned. Every unrecorded copy of a closed intent is an extra copy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..providers.base import ProviderFile
@@ -72,6 +73,7 @@ def plan_reconcile(
     now: float,
     settled: Callable[[UploadIntent], bool],
     slack: float = DEFAULT_SLACK,
+    preferred: Mapping[str, str] | None = None,
 ) -> Plan:
     """The plan for one provider's ``files`` against our ``intents`` (module doc)."""
     plan = Plan()
@@ -92,7 +94,11 @@ def plan_reconcile(
         else:
             owned[found[0].id].append(file)
     for intent in intents:
-        copies = sorted(owned[intent.id], key=lambda f: (f.created_at, f.file_id))
+        told = (preferred or {}).get(intent.id)
+        copies = sorted(
+            owned[intent.id],
+            key=lambda f: (f.file_id != told, f.created_at or 0, f.file_id),
+        )
         _plan_intent(plan, intent, copies, intent.id in contested, settled)
     return plan
 

@@ -42,7 +42,7 @@ from ..errors import (
 )
 from ..providers.base import Provider, ProviderFile
 from .intents import IntentStore, UploadIntent
-from .keeper import RECORDED_IN_DATABASE, RecordKeeper
+from .keeper import RECORDED_IN_DATABASE, RecordKeeper, RecordNotSaved
 from .model import UploadResult
 from .source import FileSource
 from .store import UploadStore
@@ -139,6 +139,7 @@ class UploadOrchestrator:
         self.on_ambiguous = on_ambiguous
         self.in_flight: set[str] = set()  # intents of uploads under way here
         self._recording: dict[str, str] = {}  # upload id -> its intent, being recorded
+        self.unrecorded: dict[str, str] = {}  # intent -> file id told, not persisted
         self.unjournaled_total = 0  # provider calls made without a committed intent
         self.quota_full: dict[str, str] = {}  # provider -> its last quota message
         self.reconciler: Reconciler | None = None  # set by the composition root
@@ -344,11 +345,19 @@ class UploadOrchestrator:
         return answer, calls, error
 
     async def _record(self, result: UploadResult) -> UploadResult:
-        """Make the success durable (completing its intent); the answer to give."""
+        """Make the success durable (completing its intent); the answer to give.
+
+        When nothing could persist it, the file id the client is told is kept in
+        ``unrecorded`` so the reconciler adopts that copy, never another one.
+        """
+        intent_id = self._recording.pop(result.upload_id, None)
         try:
             recorded = await self.keeper.keep(result)
+        except RecordNotSaved:
+            if intent_id is not None:
+                self.unrecorded[intent_id] = result.provider_file_id
+            raise
         finally:
-            intent_id = self._recording.pop(result.upload_id, None)
             if intent_id is not None:
                 self.in_flight.discard(intent_id)
         if self.relay is not None and recorded == RECORDED_IN_DATABASE:
@@ -396,9 +405,13 @@ class UploadOrchestrator:
             owner=self.owner,
             run_id=self.run_id,
         )
+        self.in_flight.add(
+            intent.id
+        )  # before the commit: a reconcile never sees it idle
         try:
             await self.intents.begin(intent)
         except StorageError as exc:
+            self.in_flight.discard(intent.id)
             self.unjournaled_total += 1
             logger.warning(
                 "upload %s to %s: intent not journaled (%s); an orphan it leaves "
@@ -408,7 +421,9 @@ class UploadOrchestrator:
                 exc,
             )
             return None
-        self.in_flight.add(intent.id)
+        except BaseException:
+            self.in_flight.discard(intent.id)
+            raise
         return intent
 
     async def _give_up(self, intent: UploadIntent | None) -> None:

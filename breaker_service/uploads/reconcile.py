@@ -88,6 +88,7 @@ class Reconciler:
         owner: str = "local",
         run_id: str = "",
         in_flight: Callable[[], set[str]] = set,
+        preferred: Callable[[], dict[str, str]] = dict,
         stale_after: float = 900.0,
         interval: float = 300.0,
         slack: float = DEFAULT_SLACK,
@@ -101,6 +102,7 @@ class Reconciler:
         self.owner = owner
         self.run_id = run_id
         self.in_flight = in_flight
+        self.preferred = preferred
         self.stale_after = stale_after
         self.interval = interval
         self.slack = slack
@@ -213,7 +215,13 @@ class Reconciler:
         recorded = await self._recorded(name)
         intents = await self.intents.since(name, now - LOOKBACK)
         plan = plan_reconcile(
-            files, intents, recorded, now=now, settled=self._settled, slack=self.slack
+            files,
+            intents,
+            recorded,
+            now=now,
+            settled=self._settled,
+            slack=self.slack,
+            preferred=self.preferred(),
         )
         report.listed, report.recorded, report.foreign = (
             len(files),
