@@ -164,6 +164,8 @@ class HttpFilesProvider:
     ) -> FilePage:
         """One page of the files this account holds (``FileCatalog``)."""
         params = {"limit": str(PAGE_SIZE)}
+        if purpose is None and self.dialect == "glm":
+            purpose = self.default_purpose  # Zhipu lists one purpose at a time
         if purpose is not None:
             params["purpose"] = purpose
         if after is not None:
