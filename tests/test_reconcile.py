@@ -7,6 +7,7 @@ really sleep.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 import uuid
@@ -333,3 +334,38 @@ async def test_a_full_file_quota_is_its_own_error_and_asks_for_a_pass(
         (COMPLETED,),
         (FAILED,),
     ]
+
+
+async def test_a_list_that_fails_on_a_later_page_settles_nothing(
+    tmp_path: Path,
+) -> None:
+    """Page 1 answers, page 2 never does: no half-listed verdict, nothing abandoned."""
+    paths = [write_file(tmp_path / "allowed" / f"f{i}.txt") for i in range(3)]
+    with flaky_server("kimi", page_size=2, catalog_faults=True) as kimi:
+        await seed(tmp_path, kimi, *(left_open(p) for p in paths))
+        for p in paths:
+            store_at(kimi, p)
+        kimi.state.script = [None, "503", "503", "503"]  # page 1, then page 2 x 3
+        async with service_for(tmp_path, kimi) as service:
+            assert service.reconciler is not None
+            [report] = service.reconciler.last
+            assert report.error is not None
+    db = tmp_path / "db.sqlite"
+    assert rows(db, "SELECT DISTINCT state FROM upload_intents") == [(OPEN,)]
+    assert rows(db, "SELECT count(*) FROM upload_reconciliations") == [(0,)]
+
+
+async def test_an_ambiguous_failure_wakes_the_background_pass(tmp_path: Path) -> None:
+    """Stored then 500: the background reconciler runs soon after, without being asked."""
+    path = write_file(tmp_path / "allowed" / "a.txt")
+    with flaky_server("kimi", script=["store_500"]) as kimi:
+        async with service_for(tmp_path, kimi) as service:
+            result = await service.orchestrator.upload(path, "kimi")
+            clock = service.clock
+            assert isinstance(clock, FakeClock)
+            for _ in range(200):  # bounded: about 10 s of real time at most
+                clock.advance(1.0)
+                await asyncio.sleep(0.05)
+                if set(kimi.state.files) == {result.provider_file_id}:
+                    break
+            assert set(kimi.state.files) == {result.provider_file_id}

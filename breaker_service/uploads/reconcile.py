@@ -318,7 +318,7 @@ class Reconciler:
                 return await catalog.delete_file(file_id)
 
             try:
-                await self.registry.call(name, remove)
+                gone_now = await self.registry.call(name, remove)
             except CircuitOpenError:
                 raise
             except BreakerServiceError as exc:
@@ -330,12 +330,11 @@ class Reconciler:
                     }
                 )
                 continue
+            why = "an extra copy made by our retries"
+            if not gone_now:  # an earlier attempt whose answer was lost, or a peer
+                why += " (already gone when deleted)"
             action = self._action(
-                "deleted",
-                intent,
-                file.file_id,
-                actor,
-                f"{reason}: an extra copy made by our retries",
+                "deleted", intent, file.file_id, actor, f"{reason}: {why}"
             )
             report.deleted.append(
                 {
@@ -401,6 +400,9 @@ class Reconciler:
                 reports = await self.reconcile(reason="periodic", only_with_work=True)
             except StorageError as exc:
                 logger.info("reconcile not run: %s", exc)
+                continue
+            except Exception:
+                logger.exception("reconcile pass failed")
                 continue
             for report in reports:
                 if report.error and "CircuitOpenError" in report.error:
