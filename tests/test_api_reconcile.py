@@ -54,3 +54,20 @@ async def test_open_intents_are_a_metric(service: Service) -> None:
     response = await service.client.get("/metrics", headers=service.auth())
     found = samples(response.text)
     assert found[("breaker_service_upload_intents_open", ())] == 0.0
+
+
+async def test_a_full_file_quota_is_507_and_shown_in_providers(
+    service: Service,
+) -> None:
+    """The provider's file quota is full: its own problem, and ``/providers`` says so."""
+    provider = service.upstream.provider
+    provider.reconfigure({"max_files": 0})
+    try:
+        response = await upload(service, service.file("a.txt"))
+    finally:
+        provider.reconfigure({"max_files": None})
+    body = assert_problem(response, 507, "provider-file-quota")
+    assert "max file count" in body["detail"]
+    providers = await service.client.get("/providers", headers=service.auth())
+    [row] = [p for p in providers.json()["providers"] if p["name"] == "kimi"]
+    assert "max file count" in row["files"]["quota_full"]
