@@ -127,7 +127,7 @@ def _add_flaky_provider(sub: Subcommands) -> None:
     flaky.add_argument(
         "--mix",
         default="429:1,429_retry_after:1,500:1,502:1,503:3,504:1",
-        help="fault weights, e.g. 503:3,hang:1,drop:1,quota:1",
+        help="fault weights, e.g. 503:3,hang:1,drop:1,quota:1,store_500:1,store_drop:1",
     )
     flaky.add_argument(
         "--outage",
@@ -137,6 +137,20 @@ def _add_flaky_provider(sub: Subcommands) -> None:
         help="down from START to END seconds after start",
     )
     flaky.add_argument("--api-key", help="require this bearer token")
+    flaky.add_argument(
+        "--max-files",
+        type=int,
+        default=None,
+        help="file-count quota (uploads past it: 400)",
+    )
+    flaky.add_argument(
+        "--page-size", type=int, default=100, help="largest page of GET files"
+    )
+    flaky.add_argument(
+        "--catalog-faults",
+        action="store_true",
+        help="listing and deleting draw faults too",
+    )
 
 
 def _add_serve(sub: Subcommands) -> None:
