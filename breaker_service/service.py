@@ -44,6 +44,7 @@ from .replica import check_replica_id, resolve_replica_id
 from .retry.classify import Classifier
 from .tracking import Outbox, OutboxRelay, SupabaseSink
 from .tracking.drain import DeliveryReport, deliver_pending
+from .uploads.intent_journal import IntentJournal
 from .uploads.intents import IntentStore, MemoryIntentStore
 from .uploads.journal import UploadJournal
 from .uploads.keeper import RecordKeeper
@@ -238,7 +239,22 @@ class Service:
                     "uploads are recorded in the local database only"
                 )
         journal = None if self.engine is None else _journal_for(self.engine)
-        self.keeper = RecordKeeper(self.store, journal, clock=self.clock)
+        intent_journal = (
+            None
+            if journal is None
+            else IntentJournal(
+                journal.path.with_name(
+                    journal.path.name.replace("uploads-journal", "intents-journal")
+                )
+            )
+        )
+        self.keeper = RecordKeeper(
+            self.store,
+            journal,
+            clock=self.clock,
+            intent_journal=intent_journal,
+            intents=self.intents,
+        )
         self._orchestrator = UploadOrchestrator(
             registry=self.registry,
             providers=self.providers,
@@ -252,6 +268,7 @@ class Service:
             relay=self.relay,
             keeper=self.keeper,
             intents=self.intents,
+            intent_journal=intent_journal,
             owner=settings.breaker_replica_id,
         )
         orchestrator = self._orchestrator

@@ -29,6 +29,7 @@ from upload_helpers import (
 from breaker_service.breaker import BreakerState
 from breaker_service.clock import FakeClock
 from breaker_service.errors import ProviderQuotaExceeded
+from breaker_service.events import sql as sql_module
 from breaker_service.providers.flaky import _StoredFile
 from breaker_service.service import Service
 from breaker_service.uploads.intents import (
@@ -369,3 +370,37 @@ async def test_an_ambiguous_failure_wakes_the_background_pass(tmp_path: Path) ->
                 if set(kimi.state.files) == {result.provider_file_id}:
                     break
             assert set(kimi.state.files) == {result.provider_file_id}
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite gives up on a lock after 0.3 s."""
+    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+
+
+@pytest.mark.usefixtures("short_busy_timeout")
+async def test_a_locked_database_journals_the_intent_too(tmp_path: Path) -> None:
+    """Database locked throughout an ambiguous upload: intent and record go to the
+    journals, fold once it is free, and the extra copy is reconciled away."""
+    path = write_file(tmp_path / "allowed" / "a.txt")
+    db = tmp_path / "db.sqlite"
+    with flaky_server("kimi", script=["store_500"]) as kimi:
+        async with service_for(tmp_path, kimi) as service:
+            assert service.keeper is not None
+            await service.keeper.aclose()  # no background fold: the test folds
+            with sqlite3.connect(db, isolation_level=None, timeout=30) as lock:
+                lock.execute("BEGIN EXCLUSIVE")
+                try:
+                    result = await service.orchestrator.upload(path, "kimi")
+                finally:
+                    lock.execute("ROLLBACK")
+            lock.close()
+            assert result.recorded == "journal"
+            assert service.orchestrator.unjournaled_total == 0
+            assert len(kimi.state.files) == 2
+            assert service.reconciler is not None
+            await service.reconciler.reconcile()  # folds both journals first
+            assert set(kimi.state.files) == {result.provider_file_id}
+    assert rows(db, "SELECT state, attempts, provider_file_id FROM upload_intents") == [
+        (COMPLETED, 2, result.provider_file_id)
+    ]

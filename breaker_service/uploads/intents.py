@@ -90,6 +90,11 @@ class IntentStore(Protocol):
         """Commit a new open intent (before the provider call)."""
         ...
 
+    async def restore(self, intent: UploadIntent) -> None:
+        """Insert an intent from the intent journal; if it is already here, only
+        raise its attempts (a later line of the same intent, or a fold run twice)."""
+        ...
+
     async def attempt(self, intent_id: str, attempts: int) -> None:
         """Note that ``attempts`` calls have now been started for the intent."""
         ...
@@ -159,6 +164,13 @@ class MemoryIntentStore:
     async def begin(self, intent: UploadIntent) -> None:
         """Keep the intent."""
         self.intents[intent.id] = intent
+
+    async def restore(self, intent: UploadIntent) -> None:
+        """Keep the intent, or raise the attempts of the one of its id."""
+        if intent.id in self.intents:
+            await self.attempt(intent.id, intent.attempts)
+        else:
+            self.intents[intent.id] = intent
 
     async def attempt(self, intent_id: str, attempts: int) -> None:
         """Raise the attempt count."""

@@ -41,7 +41,9 @@ from ..errors import (
     UploadRejected,
 )
 from ..providers.base import Provider, ProviderFile
+from .intent_journal import IntentJournal
 from .intents import IntentStore, UploadIntent
+from .journal import JournalError
 from .keeper import RECORDED_IN_DATABASE, RecordKeeper, RecordNotSaved
 from .model import UploadResult
 from .source import FileSource
@@ -111,6 +113,7 @@ class UploadOrchestrator:
         relay: OutboxRelay | None = None,
         keeper: RecordKeeper | None = None,
         intents: IntentStore | None = None,
+        intent_journal: IntentJournal | None = None,
         owner: str = "local",
         on_ambiguous: Callable[[str], None] | None = None,
     ) -> None:
@@ -134,6 +137,7 @@ class UploadOrchestrator:
         self.relay = relay
         self.keeper = keeper or RecordKeeper(store, None, clock=self.clock)
         self.intents = intents
+        self.intent_journal = intent_journal
         self.owner = owner
         self.run_id = str(uuid.uuid4())  # this process: its intents die with it
         self.on_ambiguous = on_ambiguous
@@ -411,20 +415,40 @@ class UploadOrchestrator:
         try:
             await self.intents.begin(intent)
         except StorageError as exc:
+            if await self._journal_intent(intent, exc):
+                return intent
             self.in_flight.discard(intent.id)
-            self.unjournaled_total += 1
-            logger.warning(
-                "upload %s to %s: intent not journaled (%s); an orphan it leaves "
-                "will not be reconciled",
-                upload_id,
-                name,
-                exc,
-            )
             return None
         except BaseException:
             self.in_flight.discard(intent.id)
             raise
         return intent
+
+    async def _journal_intent(self, intent: UploadIntent, cause: StorageError) -> bool:
+        """The database refused the intent: the fsynced intent journal, else nothing."""
+        if self.intent_journal is not None:
+            try:
+                await self.intent_journal.append(intent)
+            except JournalError as exc:
+                cause = StorageError(f"{cause}; {exc}")
+            else:
+                logger.warning(
+                    "upload %s to %s: intent in the journal %s (database: %s)",
+                    intent.upload_id,
+                    intent.provider,
+                    self.intent_journal.path,
+                    cause,
+                )
+                return True
+        self.unjournaled_total += 1
+        logger.warning(
+            "upload %s to %s: intent not journaled (%s); an orphan it leaves "
+            "will not be reconciled",
+            intent.upload_id,
+            intent.provider,
+            cause,
+        )
+        return False
 
     async def _give_up(self, intent: UploadIntent | None) -> None:
         """Close the intent of an upload that failed (copies may remain: reconciled)."""
@@ -454,9 +478,8 @@ class UploadOrchestrator:
                 try:  # an undercount only makes the reconciler more careful
                     await self.intents.attempt(intent.id, calls)
                 except StorageError as exc:
-                    logger.info(
-                        "upload intent %s attempt not noted: %s", intent.id, exc
-                    )
+                    again = dataclasses.replace(intent, attempts=calls)
+                    await self._journal_intent(again, exc)
             try:
                 return await provider.upload(
                     source, filename=source.filename, purpose=purpose

@@ -35,6 +35,28 @@ class SqlIntentStore:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(upload_intents).values(**intent.as_dict()))
 
+    async def restore(self, intent: UploadIntent) -> None:
+        """Insert the intent; one already there only has its attempts raised."""
+        exists = False
+
+        def taken() -> StorageError:
+            nonlocal exists
+            exists = True
+            return StorageError(f"upload intent {intent.id} is already there")
+
+        try:
+            with sql_errors(
+                "upload intent restore", error=StorageError, on_unique=taken
+            ):
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        insert(upload_intents).values(**intent.as_dict())
+                    )
+        except StorageError:
+            if not exists:
+                raise
+            await self.attempt(intent.id, intent.attempts)
+
     async def attempt(self, intent_id: str, attempts: int) -> None:
         """Raise the attempt count (never lowers it)."""
         with sql_errors("upload intent attempt", error=StorageError):
