@@ -30,7 +30,7 @@ from breaker_service.providers.flaky import FaultConfig, create_app, serve_in_th
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-ROUNDS = 5
+ROUNDS = 4
 FILES = 60
 CLIENTS = 4
 PROVIDER_KEY = "sk-e2e-kimi-key-77"
