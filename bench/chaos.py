@@ -4,6 +4,7 @@
     python bench/chaos.py --quick         # smoke run, prints only
     python bench/chaos.py --only breaker  # metric 7 alone (~4 min), rewrites "chaos-breaker"
     python bench/chaos.py --only breaker --set circuit_breaker_failure_threshold=10
+    python bench/chaos.py --only orphans  # metric 8 alone, rewrites "chaos-orphans"
 
 ``--set KEY=VALUE`` (repeatable) puts a setting on top of the seed's defaults for
 metric 7's runs, so a changed breaker is measured against the same seeds.
@@ -60,6 +61,12 @@ from chaos_breaker import (
     report_breaker,
 )
 from chaos_clock import VirtualClock, run_open_loop
+from chaos_orphans import (
+    ORPHANS_FULL,
+    ORPHANS_QUICK,
+    measure_orphans,
+    report_orphans,
+)
 from chaos_server import TRANSIENT_MIX, Endpoint, FlakyServers
 
 from breaker_service.breaker import BreakerRegistry
@@ -1193,7 +1200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run, no write")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
-        "--only", choices=["breaker"], help="run metric 7 alone (issue 17)"
+        "--only",
+        choices=["breaker", "orphans"],
+        help="run metric 7 (issue 17) or 8 (issue 15) alone",
     )
     parser.add_argument(
         "--set",
@@ -1230,6 +1239,21 @@ def main(argv: list[str] | None = None) -> int:
             total=timings["7 breaker on vs off"],
             quick=args.quick,
         )
+
+    if args.only == "orphans":
+        orphan_plan = ORPHANS_QUICK if args.quick else ORPHANS_FULL
+        with tempfile.TemporaryDirectory(prefix="chaos-") as scratch:
+            bench = Bench(Path(scratch), orphan_plan.uploads)
+            runs = timed(
+                "8 orphans",
+                lambda: measure_orphans(bench.files, bench.root, orphan_plan),
+            )
+        markdown = report_orphans(runs, orphan_plan)
+        print(markdown)
+        if write:
+            path = write_section("chaos-orphans", markdown)
+            print(f"\nwrote the chaos-orphans section of {path}")
+        return 0
 
     if args.only == "breaker":
         with tempfile.TemporaryDirectory(prefix="chaos-") as scratch:

@@ -9,6 +9,7 @@
     │   ├── ProviderTimeout          no answer in time (transient)
     │   ├── ProviderUnavailable      transport error, 429 or 5xx (transient, retry_after)
     │   └── ProviderRejected         the request itself was refused: 4xx, quota (permanent)
+    │       └── ProviderQuotaExceeded  the provider's file-count quota is full
     ├── StorageError                 the local database failed (uploads, outbox, any table)
     │   ├── StorageCorrupt           the database file is damaged (names the file)
     │   └── EventLogError            the event store failed or holds bad data
@@ -44,6 +45,7 @@ __all__ = [
     "MalformedEventError",
     "NotDurable",
     "ProviderError",
+    "ProviderQuotaExceeded",
     "ProviderRejected",
     "ProviderTimeout",
     "ProviderUnavailable",
@@ -139,6 +141,13 @@ class ProviderUnavailable(ProviderError):
 
 class ProviderRejected(ProviderError):
     """A permanent failure: the request was refused (4xx, exhausted quota, bad key)."""
+
+
+class ProviderQuotaExceeded(ProviderRejected):
+    """The provider holds as many files as it allows (Moonshot 1,000; GLM 100).
+
+    Retrying cannot help until files are deleted; a reconcile may free orphans.
+    """
 
 
 class StorageError(BreakerServiceError):

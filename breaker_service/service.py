@@ -7,8 +7,9 @@ From ``Settings`` it opens, in order: the database engine (``DATABASE_URL``
 normalised once), the schema (Alembic), the event log, the replayed breaker
 registry, on PostgreSQL in shared scope the fleet trial gate and log follower, then
 (unless ``uploads=False``) the HTTP client, the provider catalog, the upload store,
-the Supabase outbox relay and the upload orchestrator. ``aclose()`` closes them in
-the reverse order. The CLI, the API lifespan, the demo and the embedded
+the Supabase outbox relay, the upload intent journal, the upload orchestrator and
+the reconciler (a start-up pass, bounded, then in the background). ``aclose()``
+closes them in the reverse order. The CLI, the API lifespan, the demo and the embedded
 conveniences (``BreakerRegistry.open``, ``UploadOrchestrator.open``) all come
 through here; below this module, classes take their collaborators as arguments.
 """
@@ -43,16 +44,22 @@ from .replica import check_replica_id, resolve_replica_id
 from .retry.classify import Classifier
 from .tracking import Outbox, OutboxRelay, SupabaseSink
 from .tracking.drain import DeliveryReport, deliver_pending
+from .uploads.intent_journal import IntentJournal
+from .uploads.intents import IntentStore, MemoryIntentStore
 from .uploads.journal import UploadJournal
 from .uploads.keeper import RecordKeeper
 from .uploads.memory_store import MemoryUploadStore
 from .uploads.orchestrator import UploadOrchestrator
+from .uploads.reconcile import Reconciler
+from .uploads.sql_intents import SqlIntentStore
 from .uploads.sql_store import SqlUploadStore
 from .uploads.store import UploadStore
 
 __all__ = ["Service", "database_engine"]
 
 logger = logging.getLogger("breaker_service.service")
+
+STARTUP_RECONCILE_SECONDS = 15.0  # a slow or down provider never holds start-up longer
 
 
 class Service:
@@ -76,6 +83,8 @@ class Service:
         self.store: UploadStore | None = None
         self.relay: OutboxRelay | None = None
         self.keeper: RecordKeeper | None = None
+        self.intents: IntentStore | None = None
+        self.reconciler: Reconciler | None = None
         self._orchestrator: UploadOrchestrator | None = None
         self._owns_registry = owns_registry
 
@@ -93,12 +102,16 @@ class Service:
         classifier: Classifier | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         uploads: bool = True,
+        reconcile: bool = False,
     ) -> Service:
         """Open every part for ``settings``; on failure, close what was opened.
 
         ``log`` replaces the SQL event log (an in-memory log: no database, uploads
         recorded in memory); ``registry`` reuses a registry the caller owns.
         ``uploads=False`` stops after the registry (status, audit, admin commands).
+        ``reconcile=True`` (the long-running ``serve``) settles, before returning,
+        what an earlier run of this replica left open, then reconciles in the
+        background; short-lived commands leave that to the service.
         """
         settings = settings or load_settings()
         clock = clock or SystemClock()
@@ -124,6 +137,8 @@ class Service:
             try:
                 service._open_uploads(transport)
                 await service._fold_journal()
+                if reconcile:
+                    await service._reconcile_at_startup()
             except BaseException:
                 await service.aclose()
                 raise
@@ -205,12 +220,16 @@ class Service:
         self.http_client = http_client_for(settings, transport)
         self.providers = build_providers(settings, self.http_client)
         if self.engine is None:
-            self.store = MemoryUploadStore()
+            memory = MemoryUploadStore()
+            self.store = memory
+            self.intents = MemoryIntentStore(memory)
         else:
             tracking = settings.supabase_enabled
-            self.store = SqlUploadStore(
+            sql_store = SqlUploadStore(
                 self.engine, instance_id=settings.breaker_instance_id, outbox=tracking
             )
+            self.store = sql_store
+            self.intents = SqlIntentStore(sql_store)
             if tracking:
                 self.relay = _relay(settings, self.engine, self.registry, self.clock)
                 self.relay.start()
@@ -220,7 +239,22 @@ class Service:
                     "uploads are recorded in the local database only"
                 )
         journal = None if self.engine is None else _journal_for(self.engine)
-        self.keeper = RecordKeeper(self.store, journal, clock=self.clock)
+        intent_journal = (
+            None
+            if journal is None
+            else IntentJournal(
+                journal.path.with_name(
+                    journal.path.name.replace("uploads-journal", "intents-journal")
+                )
+            )
+        )
+        self.keeper = RecordKeeper(
+            self.store,
+            journal,
+            clock=self.clock,
+            intent_journal=intent_journal,
+            intents=self.intents,
+        )
         self._orchestrator = UploadOrchestrator(
             registry=self.registry,
             providers=self.providers,
@@ -233,7 +267,27 @@ class Service:
             allow_hardlinks=settings.upload_allow_hardlinks,
             relay=self.relay,
             keeper=self.keeper,
+            intents=self.intents,
+            intent_journal=intent_journal,
+            owner=settings.breaker_replica_id,
         )
+        orchestrator = self._orchestrator
+        self.reconciler = Reconciler(
+            registry=self.registry,
+            providers=self.providers,
+            intents=self.intents,
+            clock=self.clock,
+            keeper=self.keeper,
+            policy=settings.upload_orphans,
+            owner=settings.breaker_replica_id,
+            run_id=orchestrator.run_id,
+            in_flight=lambda: set(orchestrator.in_flight),
+            preferred=lambda: dict(orchestrator.unrecorded),
+            stale_after=settings.upload_intent_stale_after,
+            interval=settings.upload_reconcile_interval,
+        )
+        orchestrator.on_ambiguous = self.reconciler.request
+        orchestrator.reconciler = self.reconciler
         for name, provider in self.providers.items():
             self.registry.get(name)  # every provider's breaker is listed from the start
             if provider.unavailable_reason:
@@ -255,6 +309,26 @@ class Service:
             if folded and self.relay is not None:
                 self.relay.wake()
         self.keeper.start()
+
+    async def _reconcile_at_startup(self) -> None:
+        """Settle what an earlier run left open, bounded; then reconcile in the background."""
+        assert self.reconciler is not None
+        try:
+            async with asyncio.timeout(STARTUP_RECONCILE_SECONDS):
+                reports = await self.reconciler.reconcile(
+                    reason="start-up", startup=True, only_with_work=True
+                )
+        except (TimeoutError, StorageError) as exc:
+            logger.warning(
+                "start-up reconcile not finished (%s); it continues in the background",
+                exc or "timed out",
+            )
+            self.reconciler.request()
+        else:
+            for report in reports:
+                if report.error:
+                    self.reconciler.request(report.provider)
+        self.reconciler.start()
 
     @property
     def orchestrator(self) -> UploadOrchestrator:
@@ -287,6 +361,8 @@ class Service:
 
     async def aclose(self) -> None:
         """Close in reverse order: relay, HTTP client, registry (flush), database."""
+        if self.reconciler is not None:
+            await self.reconciler.aclose()
         if self.keeper is not None:
             await self.keeper.aclose()
         if self.relay is not None:

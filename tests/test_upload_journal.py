@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from breaker_service.uploads.intent_journal import IntentJournal
+from breaker_service.uploads.intents import MemoryIntentStore, UploadIntent
 from breaker_service.uploads.journal import JournalError, UploadJournal
 from breaker_service.uploads.model import UploadResult
 
@@ -90,3 +93,33 @@ async def test_an_unwritable_journal_is_our_error(tmp_path: Path) -> None:
     journal = UploadJournal(tmp_path / "missing-dir" / "uploads.journal")
     with pytest.raises(JournalError, match="cannot be written"):
         await journal.append(_result(0))
+
+
+async def test_the_intent_journal_folds_each_intent_once(tmp_path: Path) -> None:
+    """Intents fold in order; later lines of one intent raise its attempts; a torn
+    last line is dropped and the next append does not glue onto it."""
+    journal = IntentJournal(tmp_path / "db.intents-journal")
+    first = UploadIntent(
+        id="i-1",
+        upload_id="u-1",
+        provider="kimi",
+        path="/d/a",
+        filename="a",
+        sha256="0" * 64,
+        bytes=1,
+        purpose="file-extract",
+        started_at=1.0,
+        owner="o",
+        run_id="r",
+    )
+    await journal.append(first)
+    await journal.append(dataclasses.replace(first, attempts=3))
+    with journal.path.open("ab") as stream:
+        stream.write(b'{"id": "torn')
+    second = dataclasses.replace(first, id="i-2", upload_id="u-2")
+    await journal.append(second)
+    store = MemoryIntentStore()
+    assert await journal.fold_into(store.restore) == 3
+    assert {i.id: i.attempts for i in store.intents.values()} == {"i-1": 3, "i-2": 1}
+    assert not journal.path.exists()
+    assert journal.rejected_path.exists()  # the torn line, set aside

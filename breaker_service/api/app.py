@@ -35,6 +35,7 @@ from .routes import (
     breakers_router,
     health_router,
     metrics_router,
+    reconcile_router,
     uploads_router,
 )
 
@@ -67,6 +68,7 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(breakers_router)
+    app.include_router(reconcile_router)  # before /uploads/{id}-style routes
     app.include_router(uploads_router)
     app.include_router(batch_router)
     app.include_router(batch_files_router)
@@ -99,6 +101,7 @@ def guard_rules(settings: Settings) -> list[GuardRule]:
         GuardRule(
             "POST", "/uploads/batch/files", "uploads:write", largest + _MULTIPART_MARGIN
         ),
+        GuardRule("POST", "/uploads/reconcile", "breakers:admin", SMALL_BODY),
         GuardRule("POST", "/breakers/[^/]+/force-open", "breakers:admin", SMALL_BODY),
         GuardRule("POST", "/breakers/[^/]+/reset", "breakers:admin", SMALL_BODY),
     ]
@@ -121,7 +124,9 @@ async def lifespan(
         logger.warning(
             "AUTH IS DISABLED (AUTH_DISABLED=true): every request is an admin. Local use only."
         )
-    service = await Service.open(settings, clock=clock, transport=transport)
+    service = await Service.open(
+        settings, clock=clock, transport=transport, reconcile=True
+    )
     app.state.service = service
     app.state.orchestrator = service.orchestrator
     app.state.registry = service.registry

@@ -136,6 +136,23 @@ class ServiceMetrics:
             "age of the oldest pending tracking row",
             registry=self.registry,
         )
+        self.upload_intents_open = Gauge(
+            "breaker_service_upload_intents_open",
+            "upload intents neither completed nor closed (under way, or left by a crash)",
+            registry=self.registry,
+        )
+        self.provider_files = Gauge(
+            "breaker_service_provider_files",
+            "files a provider held at the last reconciliation",
+            labelnames=["provider"],
+            registry=self.registry,
+        )
+        self.provider_file_limit = Gauge(
+            "breaker_service_provider_file_limit",
+            "files a provider keeps per account (its quota)",
+            labelnames=["provider"],
+            registry=self.registry,
+        )
         breakers.add_listener(self._on_transition)
         breakers.add_retry_listener(self._on_retry, self._on_give_up)
         self._breakers = breakers
@@ -161,6 +178,17 @@ class ServiceMetrics:
             self.outbox_pending.set(outbox["pending"])
             self.outbox_failed.set(outbox["failed"])
             self.outbox_oldest_age.set(outbox["oldest_pending_age_seconds"] or 0.0)
+
+    def refresh_uploads(
+        self, open_intents: int | None, files: dict[str, dict[str, Any]]
+    ) -> None:
+        """Update the open-intent and provider file-count gauges."""
+        if open_intents is not None:
+            self.upload_intents_open.set(open_intents)
+        for provider, listed in files.items():
+            self.provider_files.labels(provider).set(listed["count"])
+            if listed.get("limit") is not None:
+                self.provider_file_limit.labels(provider).set(listed["limit"])
 
     def render(self) -> bytes:
         """The Prometheus exposition text."""

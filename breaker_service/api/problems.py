@@ -22,6 +22,7 @@ from ..errors import (
     InvalidText,
     NotDurable,
     ProviderError,
+    ProviderQuotaExceeded,
     ProviderRejected,
     ProviderTimeout,
     StorageError,
@@ -62,6 +63,7 @@ PROBLEM_STATUS: dict[type[BaseException], tuple[int, str]] = {
     RecordNotSaved: (503, "record-not-saved"),
     NotDurable: (503, "not-durable"),
     ProviderTimeout: (504, "upstream-timeout"),
+    ProviderQuotaExceeded: (507, "provider-file-quota"),  # delete files, reconcile
     ProviderRejected: (502, "upstream-rejected"),
     ProviderError: (502, "upstream-unavailable"),
     EventLogError: (503, "store-unavailable"),

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from ..config import load_settings
 from ..errors import BreakerServiceError, ConfigError
 from ..logs import configure_logging
-from . import breakers, db, demo, flaky, outbox, serve, token, upload
+from . import breakers, db, demo, flaky, outbox, reconcile, serve, token, upload
 from .command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command
 from .parser import build_parser
 
@@ -29,6 +29,7 @@ COMMANDS: Mapping[str, Command] = {
     "serve": serve.serve,
     "token": token.token,
     "outbox": outbox.outbox,
+    "reconcile": reconcile.reconcile,
     "db": db.db,
 }
 """Every command of the parser, by name, and the function that runs it."""

@@ -34,6 +34,9 @@ def flaky_provider(args: argparse.Namespace, _settings: Settings) -> int:
             mix=mix,
             outages=outages,
             api_key=args.api_key,
+            max_files=args.max_files,
+            page_size=args.page_size,
+            catalog_faults=args.catalog_faults,
         )
     except ValueError as exc:
         msg = f"flaky-provider: invalid fault options: {str(exc).splitlines()[0]}"

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_token(sub)
     _add_outbox(sub)
+    _add_reconcile(sub)
     _add_db(sub)
     return parser
 
@@ -132,7 +133,7 @@ def _add_flaky_provider(sub: Subcommands) -> None:
     flaky.add_argument(
         "--mix",
         default="429:1,429_retry_after:1,500:1,502:1,503:3,504:1",
-        help="fault weights, e.g. 503:3,hang:1,drop:1,quota:1",
+        help="fault weights, e.g. 503:3,hang:1,drop:1,quota:1,store_500:1,store_drop:1",
     )
     flaky.add_argument(
         "--outage",
@@ -142,6 +143,20 @@ def _add_flaky_provider(sub: Subcommands) -> None:
         help="down from START to END seconds after start",
     )
     flaky.add_argument("--api-key", help="require this bearer token")
+    flaky.add_argument(
+        "--max-files",
+        type=int,
+        default=None,
+        help="file-count quota (uploads past it: 400)",
+    )
+    flaky.add_argument(
+        "--page-size", type=int, default=100, help="largest page of GET files"
+    )
+    flaky.add_argument(
+        "--catalog-faults",
+        action="store_true",
+        help="listing and deleting draw faults too",
+    )
 
 
 def _add_serve(sub: Subcommands) -> None:
@@ -185,6 +200,23 @@ def _add_outbox(sub: Subcommands) -> None:
         help="with --deliver: how long to keep delivering",
     )
     outbox.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_reconcile(sub: Subcommands) -> None:
+    rec = sub.add_parser(
+        "reconcile", help="orphans at the providers: adopt, delete extra copies, report"
+    )
+    rec.add_argument(
+        "--dry-run", action="store_true", help="say what would be done, do nothing"
+    )
+    rec.add_argument("--list", action="store_true", help="only list open intents")
+    rec.add_argument("--provider", help="only this provider")
+    rec.add_argument(
+        "--after-crash",
+        action="store_true",
+        help="no other process of this replica runs: its open intents are dead",
+    )
+    rec.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _add_db(sub: Subcommands) -> None:

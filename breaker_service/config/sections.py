@@ -266,7 +266,8 @@ class AuthSettings(BaseModel):
 
 
 class UploadSettings(BaseModel):
-    """``UPLOAD_*``: where uploads may come from, fallback order, concurrency, spool."""
+    """``UPLOAD_*``: where uploads may come from, fallback order, concurrency, spool,
+    and how orphans at the providers are reconciled."""
 
     model_config = _SECTION
 
@@ -278,6 +279,9 @@ class UploadSettings(BaseModel):
     upload_batch_deadline: float = Field(300.0, ge=0, le=86400)
     upload_allow_hardlinks: bool = False
     upload_spool_dir: str | None = None
+    upload_orphans: Literal["delete", "report"] = "delete"
+    upload_reconcile_interval: float = Field(300.0, ge=0, le=86400)
+    upload_intent_stale_after: float = Field(900.0, ge=1, le=604800)
 
     @model_validator(mode="after")
     def _spool_dir_is_allowed(self) -> Self:

@@ -1,4 +1,8 @@
-"""The ``Provider`` port: something that accepts a file and returns its id."""
+"""The ``Provider`` port: something that accepts a file and returns its id.
+
+``FileCatalog`` is the optional second port a reconciler needs: the provider's own
+list of the files it holds (one page at a time) and deleting one of them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Provider", "ProviderFile", "UploadBody"]
+__all__ = ["FileCatalog", "FilePage", "Provider", "ProviderFile", "UploadBody"]
 
 
 class UploadBody(Protocol):
@@ -54,4 +58,30 @@ class Provider(Protocol):
         self, body: Path | UploadBody, *, filename: str, purpose: str | None = None
     ) -> ProviderFile:
         """Upload ``body`` (a path, or an open ``UploadBody``), streamed; the answer."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FilePage:
+    """One page of a provider's file list; ``cursor`` asks for the next (None: last)."""
+
+    files: tuple[ProviderFile, ...]
+    cursor: str | None = None
+
+
+@runtime_checkable
+class FileCatalog(Protocol):
+    """A provider that can list and delete the files it holds."""
+
+    name: str
+    max_files: int | None  # the provider's file-count quota, when it has one
+
+    async def list_page(
+        self, *, purpose: str | None = None, after: str | None = None
+    ) -> FilePage:
+        """One page of the files held, oldest first, after the cursor ``after``."""
+        ...
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete one file: True when deleted now, False when it was already gone."""
         ...

@@ -4,11 +4,14 @@ Transport errors map by class (timeouts -> ``ProviderTimeout``; connection and
 protocol errors -> ``ProviderUnavailable``; configuration-type errors such as an
 unsupported URL scheme -> ``ProviderRejected``). HTTP replies map by status, then by
 the provider dialect's own codes (an exhausted Moonshot quota is a 429 that must not
-be retried; Zhipu code 1113 is arrears). API keys are scrubbed from every message.
+be retried; Zhipu code 1113 is arrears). A full file-count quota (Moonshot's "exceeded
+the max file count", Zhipu's file count limit) is ``ProviderQuotaExceeded``: a
+reconcile may free orphans. API keys are scrubbed from every message.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,6 +19,7 @@ import httpx
 
 from ..errors import (
     ProviderError,
+    ProviderQuotaExceeded,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
@@ -23,7 +27,29 @@ from ..errors import (
 from ..redaction import scrub
 from ..retry.classify import DEFAULT_RETRY_STATUSES, parse_retry_after
 
-__all__ = ["DIALECTS", "Dialect", "map_response", "map_transport_error", "scrub"]
+__all__ = [
+    "DIALECTS",
+    "Dialect",
+    "is_file_quota",
+    "map_response",
+    "map_transport_error",
+    "scrub",
+]
+
+_FILE_QUOTA = re.compile(
+    r"max(imum)?[ _]file[ _]count|file[ _]count[ _]limit|too many files"
+    r"|exceed\w*[^.]{0,40}\bfiles?\b[^.]{0,20}\b(count|number|limit|quota)",
+    re.IGNORECASE,
+)
+
+
+def is_file_quota(status: int, code: str | None, message: str | None) -> bool:
+    """Whether a reply says the provider's file-count quota is full (any dialect)."""
+    if status not in {400, 403, 429}:
+        return False
+    return any(
+        text is not None and _FILE_QUOTA.search(text) for text in (code, message)
+    )
 
 
 def map_transport_error(
@@ -121,7 +147,9 @@ def map_response(
     text = scrub(
         f"{provider}: HTTP {status}{f' {code}' if code else ''}: {message}", secrets
     )
-    kind = ProviderUnavailable if transient else ProviderRejected
+    kind: type[ProviderError] = ProviderUnavailable if transient else ProviderRejected
+    if is_file_quota(status, code, message):
+        kind = ProviderQuotaExceeded
     shown_code = scrub(code, secrets) if code is not None else None
     return kind(
         text, provider=provider, status=status, code=shown_code, retry_after=retry_after

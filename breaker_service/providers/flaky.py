@@ -5,6 +5,14 @@ It speaks the OpenAI-style files API (``POST/GET /v1/files``, ``GET/DELETE
 random stream: error replies (429 with and without ``Retry-After``, quota-style 429,
 500, 502, 503, 504), latency, hangs (for timeouts), dropped connections and outage
 windows. Faults are set per run (``FaultConfig``) or live through ``/admin/faults``.
+
+Two faults are *ambiguous*: ``store_500`` stores the file and then answers 500, and
+``store_drop`` stores it and then drops the connection; the client cannot tell
+whether the provider kept the file. The list endpoints page (``limit``, ``after``,
+``has_more``, ``last_id``) and filter by ``purpose``; ``max_files`` makes uploads
+past that count fail as Moonshot and Zhipu do when their file quota is full. Listing
+and deleting draw from the same fault stream (an ambiguous fault there is a 500 or
+a drop after the deed).
 """
 
 from __future__ import annotations
@@ -26,12 +34,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["FaultConfig", "FlakyProvider", "create_app", "serve_in_thread"]
+__all__ = [
+    "AMBIGUOUS_FAULTS",
+    "FaultConfig",
+    "FlakyProvider",
+    "create_app",
+    "serve_in_thread",
+]
 
 
 class FaultConfig(BaseModel):
@@ -52,6 +66,9 @@ class FaultConfig(BaseModel):
     )
     retry_after: float = Field(1.0, ge=0)
     latency_ms: tuple[float, float] = (0.0, 0.0)  # uniform min, max
+    # after storing, before answering: a crash or timeout there leaves a stored file
+    # whose id the client never saw
+    stored_latency_ms: tuple[float, float] = (0.0, 0.0)
     hang_seconds: float = Field(300.0, ge=0)
     outages: list[tuple[float, float]] = Field(
         default_factory=list
@@ -62,6 +79,9 @@ class FaultConfig(BaseModel):
     flavor: Literal["openai", "kimi", "glm"] = "openai"
     api_key: str | None = None  # when set, requests must carry it as a bearer token
     max_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    max_files: int | None = Field(None, ge=0)  # the provider's file-count quota
+    page_size: int = Field(100, ge=1)  # default and largest list page
+    catalog_faults: bool = False  # whether listing and deleting draw faults too
 
 
 @dataclass
@@ -102,6 +122,10 @@ class _DropConnection(Response):
         raise ConnectionAbortedError("fault injection: dropped connection")
 
 
+AMBIGUOUS_FAULTS = frozenset({"store_500", "store_drop"})
+"""Faults that do the work (store, delete) and then fail the reply."""
+
+
 class FlakyProvider:
     """The server's state: configuration, stored files and counters."""
 
@@ -136,9 +160,20 @@ class FlakyProvider:
         weights = [self.config.mix[k] for k in kinds]
         return self.rng.choices(kinds, weights)[0] if kinds else None
 
+    def pick_catalog_fault(self) -> str | None:
+        """The fault for a list or delete: outages always, the rest if enabled."""
+        if self.config.catalog_faults:
+            return self.pick_fault()
+        return "down" if self.in_outage() else None
+
     def latency(self) -> float:
         """Seconds to wait before answering."""
         low, high = self.config.latency_ms
+        return self.rng.uniform(low, high) / 1000 if high > 0 else 0.0
+
+    def stored_latency(self) -> float:
+        """Seconds to wait between storing a file and answering."""
+        low, high = self.config.stored_latency_ms
         return self.rng.uniform(low, high) / 1000 if high > 0 else 0.0
 
     def error(
@@ -155,6 +190,41 @@ class FlakyProvider:
             body = {"error": {"type": code, "message": message}}
         return JSONResponse(body, status_code=status, headers=headers)
 
+    def quota_response(self) -> JSONResponse:
+        """The reply when ``max_files`` are stored, in the flavor's words."""
+        self.stats["quota_full"] += 1
+        limit = self.config.max_files
+        if self.config.flavor == "glm":
+            return self.error(
+                400,
+                "file_count_limit",
+                f"file count limit reached: at most {limit} files",
+            )
+        return self.error(
+            400,
+            "invalid_request_error",
+            f"exceeded the max file count {limit}, please delete previous uploaded files",
+        )
+
+    def page(
+        self, purpose: str | None, limit: int, after: str | None
+    ) -> dict[str, Any]:
+        """One page of the stored files, oldest first, after the cursor ``after``."""
+        files = [
+            f for f in self.files.values() if purpose is None or f.purpose == purpose
+        ]
+        if after is not None:
+            ids = [f.id for f in files]
+            files = files[ids.index(after) + 1 :] if after in ids else []
+        chunk = files[:limit]
+        return {
+            "object": "list",
+            "data": [f.as_json() for f in chunk],
+            "has_more": len(files) > len(chunk),
+            "first_id": chunk[0].id if chunk else None,
+            "last_id": chunk[-1].id if chunk else None,
+        }
+
     async def fault_response(self, fault: str) -> Response:
         """The reply for an injected fault."""
         self.stats[f"fault_{fault}"] += 1
@@ -167,8 +237,10 @@ class FlakyProvider:
         if fault == "hang":
             await asyncio.sleep(self.config.hang_seconds)
             return self.error(504, "timeout", "hung")
-        if fault == "drop":
+        if fault in {"drop", "store_drop"}:
             return _DropConnection()
+        if fault == "store_500":
+            return self.error(500, "server_error", "injected 500 after the deed")
         if fault == "quota":
             if self.config.flavor == "glm":
                 return self.error(429, "1113", "account in arrears")
@@ -223,10 +295,17 @@ def create_app(provider: FlakyProvider | None = None) -> Starlette:  # noqa: PLR
         if delay:
             await asyncio.sleep(delay)
         fault = state.pick_fault()
-        form = await request.form(max_part_size=state.config.max_bytes + 1)
         try:
-            if fault is not None:
+            form = await request.form(max_part_size=state.config.max_bytes + 1)
+        except ClientDisconnect:  # the client went away mid-body: nothing stored
+            state.stats["client_gone"] += 1
+            return Response(status_code=499)
+        try:
+            if fault is not None and fault not in AMBIGUOUS_FAULTS:
                 return await state.fault_response(fault)
+            limit = state.config.max_files
+            if limit is not None and len(state.files) >= limit:
+                return state.quota_response()
             upload = form.get("file")
             purpose = str(form.get("purpose") or "")
             if not isinstance(upload, UploadFile):
@@ -250,16 +329,29 @@ def create_app(provider: FlakyProvider | None = None) -> Starlette:  # noqa: PLR
             )
             state.files[stored.id] = stored
             state.stats["uploaded"] += 1
+            if pause := state.stored_latency():
+                await asyncio.sleep(pause)
+            if fault is not None:  # stored, and now the answer is lost
+                state.stats["ambiguous"] += 1
+                return await state.fault_response(fault)
             return JSONResponse(stored.as_json())
         finally:
             await form.close()
 
     async def list_files(request: Request) -> Response:
+        state.stats["list_requests"] += 1
         if not authorised(request):
             return state.error(401, "invalid_authentication_error", "invalid API key")
-        return JSONResponse(
-            {"object": "list", "data": [f.as_json() for f in state.files.values()]}
-        )
+        fault = state.pick_catalog_fault()
+        if fault is not None:
+            return await state.fault_response(fault)
+        query = request.query_params
+        try:
+            limit = int(query.get("limit", state.config.page_size))
+        except ValueError:
+            return state.error(400, "invalid_request_error", "limit is not a number")
+        limit = max(1, min(limit, state.config.page_size))
+        return JSONResponse(state.page(query.get("purpose"), limit, query.get("after")))
 
     async def get_file(request: Request) -> Response:
         stored = state.files.get(request.path_params["file_id"])
@@ -268,9 +360,18 @@ def create_app(provider: FlakyProvider | None = None) -> Starlette:  # noqa: PLR
         return JSONResponse(stored.as_json())
 
     async def delete_file(request: Request) -> Response:
+        state.stats["delete_requests"] += 1
+        if not authorised(request):
+            return state.error(401, "invalid_authentication_error", "invalid API key")
+        fault = state.pick_catalog_fault()
+        if fault is not None and fault not in AMBIGUOUS_FAULTS:
+            return await state.fault_response(fault)
         stored = state.files.pop(request.path_params["file_id"], None)
         if stored is None:
             return state.error(404, "resource_not_found_error", "no such file")
+        state.stats["deleted"] += 1
+        if fault is not None:
+            return await state.fault_response(fault)
         return JSONResponse({"id": stored.id, "object": "file", "deleted": True})
 
     async def admin_faults(request: Request) -> Response:
@@ -306,6 +407,8 @@ def create_app(provider: FlakyProvider | None = None) -> Starlette:  # noqa: PLR
         Route("/api/paas/v4/files", list_files, methods=["GET"]),
         Route("/v1/files/{file_id}", get_file, methods=["GET"]),
         Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
+        Route("/api/paas/v4/files/{file_id}", get_file, methods=["GET"]),
+        Route("/api/paas/v4/files/{file_id}", delete_file, methods=["DELETE"]),
         Route("/admin/faults", admin_faults, methods=["GET", "PUT"]),
         Route("/admin/stats", admin_stats, methods=["GET"]),
         Route("/admin/reset", admin_reset, methods=["POST"]),

@@ -3,6 +3,10 @@
 Kimi (Moonshot), GLM (Zhipu) and any OpenAI-compatible gateway are instances with
 their own base URL, path, key, purpose, size limit and error dialect. The file is
 streamed from disk by httpx's multipart encoder (read in chunks, never whole).
+
+The same path lists (``GET``, cursor paging with ``after``/``has_more``; Zhipu
+filters by ``purpose``) and, with ``/{id}``, deletes: the ``FileCatalog`` port the
+reconciler uses. A 404 on delete means the file is already gone.
 """
 
 from __future__ import annotations
@@ -13,11 +17,16 @@ from typing import Any
 import httpx
 
 from ..errors import ProviderRejected, ProviderUnavailable
-from .base import ProviderFile, UploadBody
+from .base import FilePage, ProviderFile, UploadBody
 from .errors import map_response, map_transport_error, scrub
 from .multipart import MultipartStream
 
-__all__ = ["HttpFilesProvider", "make_http_client"]
+__all__ = ["FILE_QUOTAS", "HttpFilesProvider", "make_http_client"]
+
+FILE_QUOTAS: dict[str, int] = {"kimi": 1000, "glm": 100}
+"""Files a provider keeps per account, by dialect (Moonshot; Zhipu ``file-extract``)."""
+
+PAGE_SIZE = 100
 
 
 def make_http_client(
@@ -55,6 +64,7 @@ class HttpFilesProvider:
         max_bytes: int,
         client: httpx.AsyncClient,
         dialect: str = "openai",
+        max_files: int | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -65,6 +75,9 @@ class HttpFilesProvider:
         self.key_variable = key_variable
         self._api_key = api_key or None
         self._client = client
+        self.max_files = (
+            max_files if max_files is not None else FILE_QUOTAS.get(dialect)
+        )
 
     @property
     def url(self) -> str:
@@ -125,6 +138,90 @@ class HttpFilesProvider:
                 response, self.name, dialect=self.dialect, secrets=secrets
             )
         return self._parse(response, filename, purpose)
+
+    def _headers(self) -> dict[str, str]:
+        if self._api_key is None:
+            raise ProviderRejected(
+                f"{self.name}: {self.unavailable_reason}",
+                provider=self.name,
+                code="no_api_key",
+            )
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    async def _send(
+        self, method: str, url: str, params: dict[str, str] | None = None
+    ) -> httpx.Response:
+        headers = self._headers()
+        try:
+            return await self._client.request(
+                method, url, params=params, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc, self.name, (self._api_key,)) from None
+
+    async def list_page(
+        self, *, purpose: str | None = None, after: str | None = None
+    ) -> FilePage:
+        """One page of the files this account holds (``FileCatalog``)."""
+        params = {"limit": str(PAGE_SIZE)}
+        if purpose is None and self.dialect == "glm":
+            purpose = self.default_purpose  # Zhipu lists one purpose at a time
+        if purpose is not None:
+            params["purpose"] = purpose
+        if after is not None:
+            params["after"] = after
+        response = await self._send("GET", self.url, params)
+        if response.status_code >= 400:
+            raise map_response(
+                response, self.name, dialect=self.dialect, secrets=(self._api_key,)
+            )
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            text = scrub(response.text[:200], (self._api_key,))
+            msg = f"{self.name}: file list without data: {text!r}"
+            raise ProviderUnavailable(
+                msg, provider=self.name, status=response.status_code, code="bad_reply"
+            )
+        files = tuple(
+            self._file(item)
+            for item in data
+            if isinstance(item, dict) and isinstance(item.get("id"), str)
+        )
+        more = isinstance(body, dict) and body.get("has_more") is True
+        cursor = None
+        if more and files:
+            last = body.get("last_id")
+            cursor = last if isinstance(last, str) and last else files[-1].file_id
+        return FilePage(files, cursor)
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete one file (``FileCatalog``); False when the provider has no such file."""
+        response = await self._send("DELETE", f"{self.url}/{file_id}")
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise map_response(
+                response, self.name, dialect=self.dialect, secrets=(self._api_key,)
+            )
+        return True
+
+    def _file(self, body: dict[str, Any]) -> ProviderFile:
+        size = body.get("bytes")
+        created = body.get("created_at")
+        return ProviderFile(
+            provider=self.name,
+            file_id=str(body["id"]),
+            filename=str(body.get("filename") or ""),
+            bytes=int(size) if isinstance(size, int) else -1,
+            purpose=str(body.get("purpose") or ""),
+            status=str(body["status"]) if body.get("status") is not None else None,
+            created_at=int(created) if isinstance(created, int | float) else None,
+            raw=body,
+        )
 
     def _parse(
         self, response: httpx.Response, filename: str, purpose: str

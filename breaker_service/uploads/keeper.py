@@ -19,6 +19,8 @@ from ..clock import Clock, idle
 from ..errors import BreakerServiceError, ConcurrencyError, StorageError
 from ..retry.classify import Classification, Classifier
 from ..retry.policy import RetryPolicy
+from .intent_journal import IntentJournal
+from .intents import IntentStore
 from .journal import JournalError, UploadJournal
 from .model import UploadResult
 from .store import UploadStore
@@ -61,9 +63,13 @@ class RecordKeeper:
         attempts: int = 3,
         base_delay: float = 0.25,
         fold_interval: float = 5.0,
+        intent_journal: IntentJournal | None = None,
+        intents: IntentStore | None = None,
     ) -> None:
         self.store = store
         self.journal = journal
+        self.intent_journal = intent_journal
+        self.intents = intents
         self._clock = clock
         self.fold_interval = fold_interval
         self._commit = RetryPolicy(
@@ -111,7 +117,10 @@ class RecordKeeper:
         return RECORDED_IN_JOURNAL
 
     async def fold(self) -> int:
-        """Fold the journal into the database now; how many records moved."""
+        """Fold the journals into the database now (intents first, so a journaled
+        record completes its intent); how many records moved."""
+        if self.intent_journal is not None and self.intents is not None:
+            await self.intent_journal.fold_into(self.intents.restore)
         if self.journal is None:
             return 0
         return await self.journal.fold_into(self.store.record)
@@ -122,19 +131,26 @@ class RecordKeeper:
 
     def start(self) -> None:
         """Fold in the background every ``fold_interval`` while the journal holds any."""
-        if self.journal is not None and self._task is None:
+        if (self.journal or self.intent_journal) is not None and self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="upload-journal-fold"
             )
 
     async def _run(self) -> None:
         while True:
-            if self.journal is not None and self.journal.path.exists():
+            if self._journaled():
                 try:
                     await self.fold()
                 except StorageError as exc:
                     logger.info("upload journal not folded yet: %s", exc)
             await idle(self._clock, self.fold_interval)
+
+    def _journaled(self) -> bool:
+        """Whether either journal holds anything to fold."""
+        return any(
+            j is not None and j.path.exists()
+            for j in (self.journal, self.intent_journal)
+        )
 
     async def aclose(self) -> None:
         """Stop folding in the background."""

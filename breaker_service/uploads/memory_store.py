@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from .model import UploadResult
+
+if TYPE_CHECKING:
+    from .intents import MemoryIntentStore
 
 __all__ = ["MemoryUploadStore"]
 
@@ -18,6 +22,7 @@ class MemoryUploadStore:
     def __init__(self) -> None:
         self.results: list[UploadResult] = []
         self._ids: set[str] = set()
+        self.intents: MemoryIntentStore | None = None  # completed as uploads record
 
     async def record(self, result: UploadResult) -> None:
         """Append; an ``upload_id`` already recorded is left as it is (idempotent).
@@ -25,6 +30,8 @@ class MemoryUploadStore:
         ``deduplicated`` and ``recorded`` describe an answer, not the upload: they
         are not kept.
         """
+        if self.intents is not None:
+            self.intents.complete(result)
         if result.upload_id in self._ids:
             return
         self._ids.add(result.upload_id)

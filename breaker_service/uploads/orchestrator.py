@@ -7,18 +7,20 @@ recorded locally; a failed one leaves no record.
 
 Uploads are not idempotent at the providers: when a timeout hides a success, the
 retry uploads the file again and the provider holds two copies; only the one whose
-id we received is recorded.
+id we received is recorded. So before each provider is called, an intent is
+committed (``ledger.py``, ``intents.py``); recording the upload completes it, giving up fails it,
+and the reconciler (``reconcile.py``) settles what the provider kept: it is told
+(``on_ambiguous``) after any failure that may hide a stored file and after a full
+file quota.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -30,13 +32,20 @@ from ..errors import (
     BreakerServiceError,
     CircuitOpenError,
     ProviderError,
+    ProviderQuotaExceeded,
+    ProviderTimeout,
     UnknownProviderError,
     UploadRejected,
 )
 from ..providers.base import Provider, ProviderFile
-from .keeper import RECORDED_IN_DATABASE, RecordKeeper
+from .batching import BatchItem, Progress, Waiting, run_batch
+from .intent_journal import IntentJournal
+from .intents import IntentStore, UploadIntent
+from .keeper import RECORDED_IN_DATABASE, RecordKeeper, RecordNotSaved
+from .ledger import IntentLedger
 from .model import UploadResult
 from .source import FileSource
+from .status import provider_rows
 from .store import UploadStore
 from .validation import ValidatedFile, validate_path
 
@@ -44,31 +53,24 @@ if TYPE_CHECKING:
     import httpx
 
     from ..tracking.relay import OutboxRelay
+    from .reconcile import Reconciler
 
-__all__ = ["BatchItem", "UploadOrchestrator"]
+__all__ = ["BatchItem", "Progress", "UploadOrchestrator", "Waiting"]
 
 logger = logging.getLogger("breaker_service.uploads")
 
 
-@dataclass(frozen=True, slots=True)
-class BatchItem:
-    """One file of ``upload_many``: its result or its error."""
+def may_have_stored(error: BaseException) -> bool:
+    """Whether a failed upload call may still have left the file at the provider.
 
-    path: str
-    result: UploadResult | None = None
-    error: BaseException | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether this file was uploaded."""
-        return self.result is not None
-
-
-Progress = Callable[[int, int, BatchItem], None]
-Waiting = Callable[[str, float], None]
-"""Told ``(breaker, seconds)`` when a batch waits for an open breaker."""
-
-_MIN_PAUSE = 0.05  # a breaker about to half-open: look again shortly, never spin
+    A timeout, a dropped connection or a 5xx can come after the provider stored the
+    body; a 4xx (including 429) is a refusal before storing.
+    """
+    if isinstance(error, ProviderTimeout):
+        return True
+    if isinstance(error, ProviderError) and error.transient:
+        return error.status is None or error.status >= 500
+    return False
 
 
 class UploadOrchestrator:
@@ -88,6 +90,10 @@ class UploadOrchestrator:
         allow_hardlinks: bool = False,
         relay: OutboxRelay | None = None,
         keeper: RecordKeeper | None = None,
+        intents: IntentStore | None = None,
+        intent_journal: IntentJournal | None = None,
+        owner: str = "local",
+        on_ambiguous: Callable[[str], None] | None = None,
     ) -> None:
         self.registry = registry
         self.providers = dict(providers)
@@ -108,6 +114,14 @@ class UploadOrchestrator:
         self.allow_hardlinks = allow_hardlinks
         self.relay = relay
         self.keeper = keeper or RecordKeeper(store, None, clock=self.clock)
+        self.intents = intents
+        self.intent_journal = intent_journal
+        self.ledger = IntentLedger(
+            intents, intent_journal, owner=owner, clock=self.clock
+        )
+        self.on_ambiguous = on_ambiguous
+        self.quota_full: dict[str, str] = {}  # provider -> its last quota message
+        self.reconciler: Reconciler | None = None  # set by the composition root
         self._closer: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
@@ -152,23 +166,24 @@ class UploadOrchestrator:
     ) -> None:
         await self.aclose()
 
+    @property
+    def run_id(self) -> str:
+        """This process's id on its intents (they die with it)."""
+        return self.ledger.run_id
+
+    @property
+    def in_flight(self) -> set[str]:
+        """Intents of uploads under way here: a reconcile leaves them alone."""
+        return self.ledger.in_flight
+
+    @property
+    def unrecorded(self) -> dict[str, str]:
+        """Intent -> the file id a client was told that nothing could persist."""
+        return self.ledger.unrecorded
+
     def provider_status(self) -> list[dict[str, Any]]:
         """Each provider: available or why not, its size limit and its breaker's state."""
-        rows = []
-        for name, provider in self.providers.items():
-            breaker = self.registry.get(name)
-            rows.append(
-                {
-                    "name": name,
-                    "available": provider.unavailable_reason is None,
-                    "reason": provider.unavailable_reason,
-                    "max_bytes": provider.max_bytes,
-                    "in_order": name in self.order,
-                    "breaker": breaker.state.value,
-                    "retry_after": breaker.retry_after,
-                }
-            )
-        return rows
+        return provider_rows(self)
 
     def _candidates(self, provider: str | None) -> list[str]:
         if provider is not None:
@@ -221,6 +236,7 @@ class UploadOrchestrator:
             prior = await self._already_uploaded(digest, candidates, file.filename)
             if prior is not None:
                 return prior
+        upload_id = str(uuid.uuid4())
         tried: list[str] = []
         attempts = 0
         failures: list[BaseException] = []  # from providers actually called
@@ -235,46 +251,81 @@ class UploadOrchestrator:
                 skipped.append(f"{name}: {skip}")
                 continue
             tried.append(name)
-            answer, calls, error = await self._attempt(name, source, purpose)
-            attempts += calls
-            if answer is None:
-                assert error is not None
-                if explicit:
-                    raise error
-                logger.warning(
-                    "upload of %s to %s failed (%s); trying the next provider",
-                    file.filename,
-                    name,
-                    type(error).__name__,
-                )
-                if isinstance(error, CircuitOpenError) and calls == 0:
-                    refusals.append(error)
-                else:
-                    failures.append(error)
-                continue
-            result = UploadResult(
-                upload_id=str(uuid.uuid4()),
-                provider=name,
-                provider_file_id=answer.file_id,
-                filename=file.filename,
-                sha256=digest,
-                bytes=file.size,
-                purpose=answer.purpose,
-                attempts=attempts,
-                elapsed=self.clock.monotonic() - started,
-                providers_tried=tuple(tried),
-                uploaded_at=self.clock.time(),
+            answer, calls, error = await self._journaled_attempt(
+                upload_id, name, source, purpose
             )
-            recorded = await self.keeper.keep(result)
-            if self.relay is not None and recorded == RECORDED_IN_DATABASE:
-                self.relay.wake()
-            return dataclasses.replace(result, recorded=recorded)
+            attempts += calls
+            if answer is not None:
+                return await self._record(
+                    UploadResult(
+                        upload_id=upload_id,
+                        provider=name,
+                        provider_file_id=answer.file_id,
+                        filename=file.filename,
+                        sha256=digest,
+                        bytes=file.size,
+                        purpose=answer.purpose,
+                        attempts=attempts,
+                        elapsed=self.clock.monotonic() - started,
+                        providers_tried=tuple(tried),
+                        uploaded_at=self.clock.time(),
+                    )
+                )
+            assert error is not None
+            if explicit:
+                raise error
+            logger.warning(
+                "upload of %s to %s failed (%s); trying the next provider",
+                file.filename,
+                name,
+                type(error).__name__,
+            )
+            if isinstance(error, CircuitOpenError) and calls == 0:
+                refusals.append(error)
+            else:
+                failures.append(error)
         if failures:  # what the last provider we really called said
             raise failures[-1]
         if refusals:  # every usable breaker is open: come back when the first probes
             raise min(refusals, key=lambda e: e.retry_after)
         msg = "no provider can take this upload: " + "; ".join(skipped)
         raise UploadRejected(msg, reason="no_provider", path=str(file.path))
+
+    async def _journaled_attempt(
+        self, upload_id: str, name: str, source: FileSource, purpose: str | None
+    ) -> tuple[ProviderFile | None, int, CircuitOpenError | ProviderError | None]:
+        """``_attempt`` between its intent's begin and, on failure, its end.
+
+        A success leaves the intent open and in flight for ``_record`` to complete.
+        """
+        purpose_of = purpose or self.providers[name].default_purpose
+        intent = await self.ledger.begin(upload_id, name, source, purpose_of)
+        try:
+            answer, calls, error = await self._attempt(name, source, purpose, intent)
+        except BaseException:
+            self.ledger.abandon(intent)
+            raise
+        await self.ledger.settle(upload_id, intent, succeeded=answer is not None)
+        return answer, calls, error
+
+    async def _record(self, result: UploadResult) -> UploadResult:
+        """Make the success durable (completing its intent); the answer to give.
+
+        When nothing could persist it, the file id the client is told is kept in
+        ``unrecorded`` so the reconciler adopts that copy, never another one.
+        """
+        try:
+            recorded = await self.keeper.keep(result)
+        except RecordNotSaved:
+            self.ledger.recorded(result.upload_id, told=result.provider_file_id)
+            raise
+        except BaseException:
+            self.ledger.recorded(result.upload_id)
+            raise
+        self.ledger.recorded(result.upload_id)
+        if self.relay is not None and recorded == RECORDED_IN_DATABASE:
+            self.relay.wake()
+        return dataclasses.replace(result, recorded=recorded)
 
     async def _already_uploaded(
         self, digest: str, candidates: list[str], filename: str
@@ -293,23 +344,53 @@ class UploadOrchestrator:
         return None
 
     async def _attempt(
-        self, name: str, source: FileSource, purpose: str | None
+        self,
+        name: str,
+        source: FileSource,
+        purpose: str | None,
+        intent: UploadIntent | None = None,
     ) -> tuple[ProviderFile | None, int, CircuitOpenError | ProviderError | None]:
         """One resilient call to ``name``: (answer, provider calls made, error)."""
         provider = self.providers[name]
         calls = 0
+        ambiguous = False
 
         async def once() -> ProviderFile:
-            nonlocal calls
+            nonlocal calls, ambiguous
             calls += 1
-            return await provider.upload(
-                source, filename=source.filename, purpose=purpose
-            )
+            if calls > 1:
+                await self.ledger.count_attempt(intent, calls)
+            try:
+                return await provider.upload(
+                    source, filename=source.filename, purpose=purpose
+                )
+            except ProviderError as exc:
+                ambiguous = ambiguous or may_have_stored(exc)
+                raise
 
         try:
-            return await self.registry.call(name, once), calls, None
+            answer = await self.registry.call(name, once)
         except (CircuitOpenError, ProviderError) as exc:
+            self._after_failure(name, exc, ambiguous)
             return None, calls, exc
+        self.quota_full.pop(name, None)
+        if ambiguous:
+            self._signal(name)
+        return answer, calls, None
+
+    def _after_failure(self, name: str, error: BaseException, ambiguous: bool) -> None:
+        if isinstance(error, ProviderQuotaExceeded):
+            self.quota_full[name] = str(error)
+            logger.error(
+                "%s file quota is full: %s; reconciling to free orphans", name, error
+            )
+            ambiguous = True
+        if ambiguous:
+            self._signal(name)
+
+    def _signal(self, name: str) -> None:
+        if self.on_ambiguous is not None:
+            self.on_ambiguous(name)
 
     def _skip_reason(
         self, name: str, provider: Provider, file: ValidatedFile
@@ -349,46 +430,13 @@ class UploadOrchestrator:
         fails at once); ``waiting(breaker, seconds)`` hears of each wait. A forced-open
         breaker is an operator's decision: the batch does not wait for it.
         """
-        limit = asyncio.Semaphore(max(1, concurrency or self.max_concurrency))
-        total = len(paths)
-        done = 0
         budget = self.batch_deadline if deadline is None else deadline
-        ends = self.clock.monotonic() + budget
-
-        async def one(path: str | os.PathLike[str]) -> BatchItem:
-            nonlocal done
-            async with limit:
-                while True:
-                    try:
-                        item = BatchItem(
-                            os.fspath(path),
-                            result=await self.upload(
-                                path, provider, purpose, force=force
-                            ),
-                        )
-                    except CircuitOpenError as exc:
-                        pause = self._pause_for(exc, ends)
-                        if pause is None:
-                            item = BatchItem(os.fspath(path), error=exc)
-                        else:
-                            if waiting is not None:
-                                waiting(exc.breaker, pause)
-                            await self.clock.sleep(pause)
-                            continue
-                    except Exception as exc:  # noqa: BLE001 - reported per file, never fatal
-                        item = BatchItem(os.fspath(path), error=exc)
-                    break
-            done += 1
-            if progress is not None:
-                progress(done, total, item)
-            return item
-
-        return list(await asyncio.gather(*(one(p) for p in paths)))
-
-    def _pause_for(self, refused: CircuitOpenError, ends: float) -> float | None:
-        """How long to wait for an open breaker before retrying, or None: fail now."""
-        if refused.state == "forced_open":
-            return None
-        left = ends - self.clock.monotonic()
-        pause = max(refused.retry_after, _MIN_PAUSE)
-        return pause if pause <= left else None
+        return await run_batch(
+            lambda path: self.upload(path, provider, purpose, force=force),
+            paths,
+            concurrency=concurrency or self.max_concurrency,
+            clock=self.clock,
+            deadline=budget,
+            progress=progress,
+            waiting=waiting,
+        )

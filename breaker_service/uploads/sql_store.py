@@ -1,8 +1,9 @@
 """``SqlUploadStore``: the ``uploads`` table, in the same database as the event log.
 
 With tracking on, each upload row is written in one transaction with its outbox row
-(``tracking/outbox.py``), so a record exists locally before anyone is told. Database
-errors leave as ``StorageError`` (``events/sql_errors.py``), never raw.
+(``tracking/outbox.py``), so a record exists locally before anyone is told; the same
+transaction completes the upload's open intent (``intents.py``). Database errors
+leave as ``StorageError`` (``events/sql_errors.py``), never raw.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import StorageError
 from ..events.sql_errors import sql_errors
 from ..tracking.outbox import insert_outbox_row, outbox_row
 from ..tracking.tables import outbox
+from .intents import COMPLETED, OPEN
 from .model import UploadResult
-from .tables import uploads
+from .tables import upload_intents, uploads
 
 __all__ = ["SqlUploadStore"]
 
@@ -83,16 +85,32 @@ class SqlUploadStore:
         try:
             with sql_errors("upload store record", error=StorageError, on_unique=taken):
                 async with self.engine.begin() as conn:
-                    await conn.execute(insert(uploads).values(**self.row(result)))
-                    if self.outbox:
-                        payload = self.tracking_payload(result)
-                        await insert_outbox_row(
-                            conn,
-                            outbox_row(result.upload_id, payload, result.uploaded_at),
+                    await self.insert_in(conn, result)
+                    await conn.execute(
+                        update(upload_intents)
+                        .where(
+                            upload_intents.c.upload_id == result.upload_id,
+                            upload_intents.c.provider == result.provider,
+                            upload_intents.c.state == OPEN,
                         )
+                        .values(
+                            state=COMPLETED,
+                            ended_at=result.uploaded_at,
+                            provider_file_id=result.provider_file_id,
+                        )
+                    )
         except StorageError:
             if not duplicate or not await self._has(result.upload_id):
                 raise
+
+    async def insert_in(self, conn: AsyncConnection, result: UploadResult) -> None:
+        """The uploads row and, with tracking on, its outbox row, in ``conn``'s transaction."""
+        await conn.execute(insert(uploads).values(**self.row(result)))
+        if self.outbox:
+            payload = self.tracking_payload(result)
+            await insert_outbox_row(
+                conn, outbox_row(result.upload_id, payload, result.uploaded_at)
+            )
 
     async def _has(self, upload_id: str) -> bool:
         with sql_errors("upload store read", error=StorageError):

@@ -5,6 +5,7 @@ from .batch_files import router as batch_files_router
 from .breakers import router as breakers_router
 from .health import router as health_router
 from .metrics import metrics_router
+from .reconcile import router as reconcile_router
 from .uploads import router as uploads_router
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "breakers_router",
     "health_router",
     "metrics_router",
+    "reconcile_router",
     "uploads_router",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ...errors import EventLogError
+from ...errors import EventLogError, StorageError
 from ...uploads import UploadOrchestrator
 from ..dependencies import MetricsDep, OrchestratorDep, Reader
 from ..metrics import ServiceMetrics
@@ -60,4 +60,14 @@ async def _scrape(
         except EventLogError:
             outbox = None
     metrics.refresh(outbox)
+    open_intents = None
+    if orchestrator.intents is not None:
+        try:
+            open_intents = len(await orchestrator.intents.open_intents())
+        except StorageError:
+            open_intents = None
+    reconciler = orchestrator.reconciler
+    metrics.refresh_uploads(
+        open_intents, dict(reconciler.file_counts) if reconciler else {}
+    )
     return Response(metrics.render(), media_type=_MEDIA_TYPE)

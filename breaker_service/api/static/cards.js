@@ -173,6 +173,13 @@ export class BreakerCard {
     }
     const parts = [provider.available ? "provider configured" : `provider unavailable: ${provider.reason}`];
     if (!provider.in_order) parts.push("not in UPLOAD_PROVIDER_ORDER");
+    const files = provider.files;
+    if (files && files.count !== null && files.count !== undefined) {
+      parts.push(files.limit ? `files ${files.count}/${files.limit}` : `files ${files.count}`);
+    } else if (files && files.limit) {
+      parts.push(`file limit ${files.limit}`);
+    }
+    if (files && files.quota_full) parts.push("FILE QUOTA FULL");
     this.provider.textContent = parts.join(" · ");
   }
 

@@ -1,0 +1,140 @@
+"""``plan_reconcile``: which provider files are ours, and what to do with each. Pure.
+
+A provider file *matches* an intent when filename, size and purpose are equal and
+the provider created it within the intent's window (from ``slack`` seconds before
+it started to ``slack`` after it ended, or after now while it is open). Conservative
+by construction:
+
+- a recorded file (or one we cannot place in time) is never touched;
+- a file matching no intent is not ours: untouched, only counted;
+- a file matching two or more intents is a tie: never guessed, held (and so are
+  those intents' other files); except when those intents are all of the same
+  content (equal SHA-256) and exactly one of them is open: whichever upload made
+  the copy, it holds that content, so it goes to the open intent that needs it
+  (a retried upload after a crash meets its own earlier copy this way);
+- an intent cannot own more copies than the calls it made (``attempts``): if more
+  match, someone else's file may be among them, so all are held;
+- an open intent that may still be under way (``settled`` says no) is left alone.
+
+An open, settled intent adopts its earliest copy, or the one ``preferred`` names
+(the id a client was told when nothing could record it); the rest are extra copies.
+One with no copy is abandoned. Every unrecorded copy of a closed intent is an extra copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..providers.base import ProviderFile
+from .intents import OPEN, UploadIntent
+
+__all__ = ["Plan", "matches", "plan_reconcile"]
+
+DEFAULT_SLACK = 5.0  # seconds: provider clocks and whole-second created_at
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one reconciliation of one provider would do."""
+
+    adopt: list[tuple[UploadIntent, ProviderFile]] = field(default_factory=list)
+    delete: list[tuple[UploadIntent, ProviderFile]] = field(default_factory=list)
+    abandon: list[UploadIntent] = field(default_factory=list)
+    held: list[tuple[ProviderFile, str]] = field(default_factory=list)
+    foreign: int = 0  # unrecorded files that match none of our intents
+    recorded: int = 0  # listed files that are recorded here
+
+    @property
+    def orphans(self) -> int:
+        """Copies of ours that stay unrecorded after this plan (held ones)."""
+        return len(self.held)
+
+
+def matches(intent: UploadIntent, file: ProviderFile, now: float, slack: float) -> bool:
+    """Whether ``file`` may be a copy uploaded for ``intent`` (see the module doc)."""
+    if file.created_at is None:
+        return False
+    if (intent.filename, intent.bytes, intent.purpose) != (
+        file.filename,
+        file.bytes,
+        file.purpose,
+    ):
+        return False
+    ends = intent.ended_at if intent.ended_at is not None else now
+    return intent.started_at - slack <= file.created_at <= ends + slack
+
+
+def plan_reconcile(
+    files: Iterable[ProviderFile],
+    intents: Iterable[UploadIntent],
+    recorded: set[str],
+    *,
+    now: float,
+    settled: Callable[[UploadIntent], bool],
+    slack: float = DEFAULT_SLACK,
+    preferred: Mapping[str, str] | None = None,
+) -> Plan:
+    """The plan for one provider's ``files`` against our ``intents`` (module doc)."""
+    plan = Plan()
+    intents = list(intents)
+    owned: dict[str, list[ProviderFile]] = {i.id: [] for i in intents}
+    contested: set[str] = set()
+    for file in files:
+        if file.file_id in recorded:
+            plan.recorded += 1
+            continue
+        found = [i for i in intents if matches(i, file, now, slack)]
+        found = _same_content_owner(found)
+        if not found:
+            plan.foreign += 1
+        elif len(found) > 1:
+            contested.update(i.id for i in found)
+            plan.held.append((file, f"matches {len(found)} intents: not guessed"))
+        else:
+            owned[found[0].id].append(file)
+    for intent in intents:
+        told = (preferred or {}).get(intent.id)
+        copies = sorted(
+            owned[intent.id],
+            key=lambda f: (f.file_id != told, f.created_at or 0, f.file_id),
+        )
+        _plan_intent(plan, intent, copies, intent.id in contested, settled)
+    return plan
+
+
+def _same_content_owner(found: list[UploadIntent]) -> list[UploadIntent]:
+    """A tie among intents of one content with one open intent: that one alone."""
+    if len(found) < 2 or len({i.sha256 for i in found}) != 1:
+        return found
+    still_open = [i for i in found if i.state == OPEN]
+    return still_open if len(still_open) == 1 else found
+
+
+def _plan_intent(
+    plan: Plan,
+    intent: UploadIntent,
+    copies: list[ProviderFile],
+    contested: bool,
+    settled: Callable[[UploadIntent], bool],
+) -> None:
+    is_open = intent.state == OPEN
+    if is_open and not settled(intent):
+        plan.held.extend((f, f"intent {intent.id} may be under way") for f in copies)
+        return
+    if contested:
+        why = f"intent {intent.id} also matches a contested file"
+        plan.held.extend((f, why) for f in copies)
+        return
+    ours = intent.attempts - (0 if is_open or intent.provider_file_id is None else 1)
+    if len(copies) > ours:
+        why = f"{len(copies)} copies match intent {intent.id}, which made {intent.attempts} calls"
+        plan.held.extend((f, why) for f in copies)
+        return
+    if not is_open:
+        plan.delete.extend((intent, f) for f in copies)
+    elif not copies:
+        plan.abandon.append(intent)
+    else:
+        plan.adopt.append((intent, copies[0]))
+        plan.delete.extend((intent, f) for f in copies[1:])
