@@ -227,3 +227,31 @@ def test_the_copy_a_client_was_told_of_is_the_one_adopted() -> None:
     )
     assert [f.file_id for _, f in p.adopt] == ["told"]
     assert [f.file_id for _, f in p.delete] == ["first"]
+
+
+def test_a_copy_only_one_intent_can_own_settles_a_tie_by_deduction() -> None:
+    """A crashed upload (open, one call) and a later retry of the same file (two calls).
+
+    The crashed upload's copy predates the retry, so it can only be the crashed
+    upload's; that intent made one call, so it owns no other copy, and the copy both
+    match can only be the retry's extra one. Found from outside: two processes killed
+    in turn while uploading the same files left both copies held as a tie.
+    """
+    crashed = intent(started=9_000.0, attempts=1, ident="crashed")
+    retry = intent(
+        started=9_008.0,
+        ended=9_009.0,
+        state=COMPLETED,
+        attempts=2,
+        file_id="rec",
+        ident="retry",
+    )
+    files = [
+        pfile("old", created=9_000),
+        pfile("extra", created=9_008),
+        pfile("rec", created=9_009),
+    ]
+    p = plan(files, [crashed, retry], recorded={"rec"})
+    assert [(i.id, f.file_id) for i, f in p.adopt] == [("crashed", "old")]
+    assert [(i.id, f.file_id) for i, f in p.delete] == [("retry", "extra")]
+    assert p.held == []

@@ -7,7 +7,10 @@ by construction:
 
 - a recorded file (or one we cannot place in time) is never touched;
 - a file matching no intent is not ours: untouched, only counted;
-- a file matching two or more intents is a tie: never guessed, held (and so are
+- a file that only one intent can own goes to it; an intent whose calls are all
+  accounted for that way owns no other copy, which may leave a tied file with one
+  candidate (deduced from the calls made, repeated until nothing changes);
+- a file still matching two or more intents is a tie: never guessed, held (and so are
   those intents' other files); except when those intents are all of the same
   content (equal SHA-256) and exactly one of them is open: whichever upload made
   the copy, it holds that content, so it goes to the open intent that needs it
@@ -80,15 +83,19 @@ def plan_reconcile(
     intents = list(intents)
     owned: dict[str, list[ProviderFile]] = {i.id: [] for i in intents}
     contested: set[str] = set()
+    candidates: list[tuple[ProviderFile, list[UploadIntent]]] = []
     for file in files:
         if file.file_id in recorded:
             plan.recorded += 1
             continue
         found = [i for i in intents if matches(i, file, now, slack)]
-        found = _same_content_owner(found)
-        if not found:
+        if found:
+            candidates.append((file, found))
+        else:
             plan.foreign += 1
-        elif len(found) > 1:
+    for file, tied in _deduce(candidates, owned):
+        found = _same_content_owner(tied)
+        if len(found) > 1:
             contested.update(i.id for i in found)
             plan.held.append((file, f"matches {len(found)} intents: not guessed"))
         else:
@@ -101,6 +108,43 @@ def plan_reconcile(
         )
         _plan_intent(plan, intent, copies, intent.id in contested, settled)
     return plan
+
+
+def _capacity(intent: UploadIntent) -> int:
+    """How many unrecorded copies ``intent``'s calls can have left (one per call)."""
+    recorded = intent.state != OPEN and intent.provider_file_id is not None
+    return intent.attempts - (1 if recorded else 0)
+
+
+def _deduce(
+    candidates: list[tuple[ProviderFile, list[UploadIntent]]],
+    owned: dict[str, list[ProviderFile]],
+) -> list[tuple[ProviderFile, list[UploadIntent]]]:
+    """Give each file that only one intent can own to it; return the files still tied.
+
+    An intent whose calls are all accounted for by such files owns no other copy,
+    so it drops out of the other files' candidates, which may leave them with one
+    (deduction from the calls made, not a guess). Files whose every candidate is
+    full stay tied: a file we cannot place is held, never forced.
+    """
+    pending = list(candidates)
+    while True:
+        tied = []
+        for file, found in pending:
+            if len(found) == 1:
+                owned[found[0].id].append(file)
+            else:
+                tied.append((file, found))
+        full = {
+            i.id for _, found in tied for i in found if len(owned[i.id]) >= _capacity(i)
+        }
+        narrowed = [
+            (file, [i for i in found if i.id not in full] or found)
+            for file, found in tied
+        ]
+        if all(len(a) == len(b) for (_, a), (_, b) in zip(narrowed, tied, strict=True)):
+            return narrowed
+        pending = narrowed
 
 
 def _same_content_owner(found: list[UploadIntent]) -> list[UploadIntent]:
