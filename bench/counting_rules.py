@@ -164,7 +164,15 @@ RULES: list[Rule] = [
     replace(
         CALLS,
         key="B-tr",
-        label="(b) as B-t, and 15 failed attempts in a row across calls open it (today)",
+        label="(b) as B-t, and 16 failed attempts in a row across calls open it (today)",
+        give_ups_count=False,
+        timeouts_count=True,
+        attempt_run=16,
+    ),
+    replace(
+        CALLS,
+        key="B-tr15",
+        label="(b) as B-t, and 15 failed attempts in a row across calls open it",
         give_ups_count=False,
         timeouts_count=True,
         attempt_run=15,
@@ -868,6 +876,7 @@ HALF_OPEN_ROWS: list[Contender] = [
             "B-ng",
             "B-t",
             "B-tr",
+            "B-tr15",
             "B-tr18",
             "B6-t",
             "B-t10",
@@ -1039,7 +1048,7 @@ def long_run(plan: Plan) -> str:
     """Table 2b: the leading rules for hours at 40-50 % (rare trips show up)."""
     hours = plan.long_hours
     rows = []
-    for key in ["off", "B-t", "B-tr", "B-tr18", "B6-t"]:
+    for key in ["off", "B-t", "B-tr", "B-tr15", "B-tr18", "B6-t"]:
         cells = []
         for rate in (0.4, 0.5):
             runs = [

@@ -107,6 +107,8 @@ async def test_an_outage_opens_after_threshold_failed_calls() -> None:
         assert breaker.state is OPEN
         assert upstream.requests == 5 * 3
         assert breaker.failures == 5
+        assert breaker.last_transition is not None
+        assert breaker.last_transition.reason == "5 consecutive failures"
         assert breaker.rejections == 55
 
 
@@ -341,15 +343,16 @@ async def _concurrent_outage(attempt_run: int | None) -> tuple[int, str]:
 
 
 async def test_an_outage_under_concurrency_opens_within_the_attempt_run() -> None:
-    """Eight calls in flight: the breaker opens at the 15th failed attempt in a row.
+    """Eight calls in flight: the breaker opens at the 16th failed attempt in a row.
 
     Counting calls alone, each call in flight spends its three attempts before the
     fifth call has ended; the attempt run bounds the requests an outage costs at the
-    threshold's attempts, however many calls are in flight.
+    threshold's attempts plus one, however many calls are in flight. (Calls one after
+    another open by the threshold at the 15th, as before: see the test above.)
     """
     requests, reason = await _concurrent_outage(None)
-    assert requests == 5 * 3
-    assert reason == "15 consecutive failed attempts across calls (503)"
+    assert requests == 5 * 3 + 1
+    assert reason == "16 consecutive failed attempts across calls (503)"
     calls_only, _ = await _concurrent_outage(0)
     assert calls_only > requests  # the rule off: more requests reach the provider
 

@@ -70,18 +70,19 @@ class ResilienceSettings(BaseModel):
     def attempt_run_limit(self) -> int:
         """Failed attempts in a row, across calls, that open the breaker (0: no rule).
 
-        ``CIRCUIT_BREAKER_ATTEMPT_RUN``, or the threshold's calls in attempts
-        (``CIRCUIT_BREAKER_FAILURE_THRESHOLD x RETRY_MAX_ATTEMPTS``, 15 by default):
-        the same evidence as that many failed calls, seen without waiting for them
-        to end, so an outage costs no more requests however many calls are in
-        flight. The price: a busy service at a sustained 50 % of random faults opens
-        about 1.7 times an hour (18 would open no more often than counting calls
-        alone; BENCHMARKS.md, rules B-tr and B-tr18).
+        ``CIRCUIT_BREAKER_ATTEMPT_RUN``, or one more than the threshold's calls in
+        attempts (``CIRCUIT_BREAKER_FAILURE_THRESHOLD x RETRY_MAX_ATTEMPTS + 1``, 16
+        by default): about the evidence of that many failed calls, seen without
+        waiting for them to end, so an outage costs no more requests however many
+        calls are in flight; one more than the calls' attempts so that calls one
+        after another still open by the threshold (its reason in the log). The
+        price: a busy service at a sustained 50 % of random faults opens about once
+        an hour (BENCHMARKS.md, counting rules B-tr, B-tr15 and B-tr18).
         """
         if self.circuit_breaker_attempt_run is not None:
             return self.circuit_breaker_attempt_run
         attempts = self.retry_max_attempts if self.retry_active else 1
-        return self.circuit_breaker_failure_threshold * attempts
+        return self.circuit_breaker_failure_threshold * attempts + 1
 
     @property
     def breaker_active(self) -> bool:
