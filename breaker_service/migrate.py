@@ -30,7 +30,7 @@ __all__ = [
     "upgrade",
 ]
 
-SCHEMA_HEAD = "0005_dead_letters"
+SCHEMA_HEAD = "0006_outcome_runs"
 _ADVISORY_LOCK_KEY = 0x6272_6B73  # "brks"
 
 

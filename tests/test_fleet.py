@@ -307,9 +307,9 @@ async def shared_log(url: str, instance_id: str) -> SqlEventLog:
     )
 
 
-def outcome_row(at: float) -> tuple[str, str, int, float, None, None, None, int]:
+def outcome_row(at: float) -> tuple[str, str, int, float, None, None, None, int, None]:
     """One failure outcome of ``NAME`` at state version 0."""
-    return (NAME, "failure", 0, at, None, None, None, 1)
+    return (NAME, "failure", 0, at, None, None, None, 1, None)
 
 
 def raw_values(at: float) -> dict[str, Any]:

@@ -256,7 +256,7 @@ async def test_sql_event_log_reports_outage_as_event_log_error(
     engine = create_engine(url)
     await upgrade(engine)
     log = SqlEventLog(engine, instance_id="outage-test")
-    row = ("kimi", "success", 0, 1_767_225_600.0, None, None, None, 1)
+    row = ("kimi", "success", 0, 1_767_225_600.0, None, None, None, 1, None)
     try:
         async with asyncio.timeout(BOUND):
             await log.append([row])

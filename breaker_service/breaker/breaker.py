@@ -20,11 +20,12 @@ from ..events.model import (
     KIND_FAILURE,
     KIND_SUCCESS,
     KIND_TIMEOUT,
-    OutcomeRow,
     StoredEvent,
     TransitionRecord,
 )
 from ..events.recorder import EventRecorder
+from ..events.runs import RunLog
+from .core import BreakerCore
 from .fleet import FleetTrials, TrialGate, adopt
 from .judge import Judge, default_judge
 from .live import LiveCore
@@ -40,13 +41,6 @@ _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
 _FORCED_OPEN = BreakerState.FORCED_OPEN
 _DISABLED = BreakerState.DISABLED
-
-
-class _Discard(list[OutcomeRow]):
-    """An event buffer that keeps nothing, for breakers used without a recorder."""
-
-    def append(self, _row: OutcomeRow) -> None:
-        """Drop the row."""
 
 
 class CircuitBreaker(LiveCore):
@@ -80,8 +74,13 @@ class CircuitBreaker(LiveCore):
             on_transition=on_transition,
             reload=reload,
         )
-        self._buffer: list[OutcomeRow] = (
-            recorder.buffer if recorder is not None else _Discard()
+        window = self._window
+        # A count window reads the order of its last calls: compaction keeps them.
+        keep_calls = window.size if window is not None and window.kind == "count" else 0
+        self._runs: RunLog = (
+            recorder.runs_for(name, keep_calls=keep_calls)
+            if recorder is not None
+            else RunLog(name, keep=False)
         )
         self._judge = judge or default_judge
         self._passthrough = not settings.breaker_active
@@ -165,13 +164,31 @@ class CircuitBreaker(LiveCore):
             )
 
     def _succeeded_closed(self, version: int) -> None:
-        """The CLOSED success rule of ``BreakerCore.apply_outcome``, on the hot path."""
+        """The CLOSED success rule of ``BreakerCore.apply_outcome``, on the hot path.
+
+        A success in the open run's second only bumps the run (``events/runs.py``).
+        """
         self.consecutive_failures = 0
         self.successes += 1
         at = self._time()
         if self._window is not None:
             self._window.add(False, at)
-        self._buffer.append((self.name, KIND_SUCCESS, version, at, None, None, None, 1))
+        runs = self._runs
+        if runs.ok_from <= at < runs.ok_until:
+            runs.count += 1
+            runs.last = at
+        else:
+            runs.add(KIND_SUCCESS, version, at, current=True)
+
+    def apply_transition(self, record: TransitionRecord) -> None:
+        """``BreakerCore.apply_transition``; later calls start a new run."""
+        super().apply_transition(record)
+        self._runs.fence()
+
+    def restore(self, core: BreakerCore) -> None:
+        """``LiveCore.restore``; later calls start a new run."""
+        super().restore(core)
+        self._runs.fence()
 
     async def _call_slow(
         self,
@@ -318,7 +335,15 @@ class CircuitBreaker(LiveCore):
         slow: bool = False,
     ) -> None:
         at = self._time()
-        self._buffer.append((self.name, kind, version, at, detail, status, duration, 1))
+        self._runs.add(
+            kind,
+            version,
+            at,
+            detail,
+            status,
+            duration,
+            current=version == self._version,
+        )
         self.apply_outcome(kind, version, at, slow=slow)
 
     async def _on_success(

@@ -35,6 +35,7 @@ from ..errors import ConcurrencyError, EventLogError, UnstorableEvent
 from .dead_letters import dead_letter, stand_in
 from .log import EventLog
 from .model import DeadLetter, OutcomeRow, Snapshot, TransitionRecord
+from .runs import RUNS_MAX, RunLog, coalesce
 
 __all__ = ["EventRecorder"]
 
@@ -53,44 +54,6 @@ Item = OutcomeRow | TransitionRecord
 _SYSTEM_CLOCK = SystemClock()
 
 
-def coalesce(rows: list[OutcomeRow], *, keep_order: bool = True) -> list[OutcomeRow]:
-    """Merge outcome rows into counts: runs of equal outcomes per breaker, or all of them.
-
-    With ``keep_order`` only consecutive equal outcomes of a breaker merge, which
-    loses nothing replay needs; without it, equal outcomes merge regardless of order.
-    """
-    merged: dict[tuple[object, ...], list[object]] = {}
-    last_key: dict[str, tuple[object, ...]] = {}
-    out: list[list[object]] = []
-    for row in rows:
-        breaker, kind, version, at, detail, status, _duration, count = row
-        key: tuple[object, ...] = (breaker, kind, version, detail, status)
-        if keep_order:
-            if last_key.get(breaker) == key:
-                merged[key][7] = int(merged[key][7]) + count  # type: ignore[call-overload]
-                continue
-            entry: list[object] = [
-                breaker,
-                kind,
-                version,
-                at,
-                detail,
-                status,
-                None,
-                count,
-            ]
-            merged[key] = entry
-            last_key[breaker] = key
-            out.append(entry)
-        elif key in merged:
-            merged[key][7] = int(merged[key][7]) + count  # type: ignore[call-overload]
-        else:
-            entry = [breaker, kind, version, at, detail, status, None, count]
-            merged[key] = entry
-            out.append(entry)
-    return [tuple(e) for e in out]  # type: ignore[misc]
-
-
 class EventRecorder:
     """Buffers events, writes them in batches, and survives store outages.
 
@@ -104,6 +67,7 @@ class EventRecorder:
         flush_interval: float = 0.005,
         batch_size: int = 1000,
         buffer_max: int = 200_000,
+        runs_max: int = RUNS_MAX,
         snapshot_every: int = 500,
         commit_timeout: float = 1.0,
         snapshot_source: SnapshotSource | None = None,
@@ -112,7 +76,11 @@ class EventRecorder:
     ) -> None:
         self.log = log
         self.clock = clock
+        # Rows taken from the breakers' run logs and not written yet (with the
+        # store down, they wait here, bounded by ``buffer_max``).
         self.buffer: list[OutcomeRow] = []
+        self.runs_max = runs_max
+        self._runs: dict[str, RunLog] = {}
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.buffer_max = buffer_max
@@ -142,8 +110,48 @@ class EventRecorder:
 
     @property
     def backlog(self) -> int:
-        """Events waiting to be written (outcomes and transitions)."""
-        return len(self.buffer) + len(self._pending)
+        """Rows waiting to be written (outcome runs and transitions)."""
+        return (
+            len(self.buffer)
+            + len(self._pending)
+            + sum(len(runs) for runs in self._runs.values())
+        )
+
+    @property
+    def unwritten_events(self) -> int:
+        """Calls and transitions not written yet (a run counts its calls)."""
+        rows = [r for runs in self._runs.values() for r in runs.closed]
+        open_calls = sum(runs.count for runs in self._runs.values())
+        return (
+            sum(r[7] for r in self.buffer)
+            + sum(r[7] for r in rows)
+            + open_calls
+            + len(self._pending)
+        )
+
+    @property
+    def merged(self) -> int:
+        """Runs merged by the breakers' bounded run logs since start."""
+        return sum(runs.merged for runs in self._runs.values())
+
+    def runs_for(self, breaker: str, *, keep_calls: int = 0) -> RunLog:
+        """The run log ``breaker`` counts its outcomes in (one per name, kept)."""
+        runs = self._runs.get(breaker)
+        if runs is None:
+            runs = self._runs[breaker] = RunLog(
+                breaker, limit=self.runs_max, keep_calls=keep_calls
+            )
+        runs.keep_calls = max(runs.keep_calls, keep_calls)
+        return runs
+
+    def _take_runs(self) -> None:
+        """Move every breaker's runs (the open ones closed) to the write buffer."""
+        for runs in self._runs.values():
+            if runs.count or runs.closed:
+                self.buffer.extend(runs.drain())
+
+    def _runs_waiting(self) -> bool:
+        return any(runs.count or runs.closed for runs in self._runs.values())
 
     def start(self) -> None:
         """Start the background flusher (idempotent)."""
@@ -163,7 +171,7 @@ class EventRecorder:
             if self.degraded and self.clock.monotonic() < self._retry_at:
                 self._bound_buffer()
                 continue
-            if self.buffer or self._pending:
+            if self.buffer or self._pending or self._runs_waiting():
                 # Shielded: aclose() cancels this loop, and a cancelled flush would roll
                 # back a batch already taken from the buffer.
                 await asyncio.shield(self.flush())
@@ -198,11 +206,14 @@ class EventRecorder:
         later = [t for t in self._pending if t not in transitions]
         if self.buffer or later or self.snapshot_source is None:
             return []  # more of the backlog follows: the live state is ahead of this round
+        # A breaker with runs counted since the round was taken is ahead of it too.
+        ahead = {n for n, runs in self._runs.items() if runs.count or runs.closed}
         due = {n for n, c in self._since_snapshot.items() if c >= self.snapshot_every}
         due |= self._force_snapshot & (
             {r[0] for r in outs} | {t.breaker for t in transitions}
         )
         due -= {t.breaker for t in self._committing}  # not applied in memory yet
+        due -= ahead
         snaps = []
         for name in sorted(due):
             snap = self.snapshot_source(name)
@@ -216,7 +227,11 @@ class EventRecorder:
             return await self._flush_locked()
 
     async def _flush_locked(self) -> bool:
+        self._take_runs()
         while self.buffer or self._pending:
+            if self._pending:
+                # Outcomes counted before a pending transition are written before it.
+                self._take_runs()
             outs = self.buffer[: self.batch_size]
             # Write in the order things happened: each breaker's next pending
             # transition, after the outcomes before it and before those recorded
@@ -504,7 +519,7 @@ class EventRecorder:
         if not await self.flush():
             logger.error(
                 "[CIRCUIT] event store unavailable at shutdown: %d events could not be written",
-                self.backlog,
+                self.unwritten_events,
             )
             return
         await self._snapshot_everything_written()

@@ -42,11 +42,15 @@ __all__ = ["SqlEventLog", "create_engine", "redact_url"]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
-_OUTCOME_COLUMNS = "breaker, stream, kind, state_version, at, instance_id, detail, status, duration, count"
+_OUTCOME_COLUMNS = (
+    "breaker, stream, kind, state_version, at, instance_id, detail, status, "
+    "duration, count, last_at"
+)
 _OUTCOME_SQL = {  # constant text: no value is ever formatted into it
-    "sqlite": f"INSERT INTO breaker_events ({_OUTCOME_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+    "sqlite": f"INSERT INTO breaker_events ({_OUTCOME_COLUMNS}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "postgresql": f"INSERT INTO breaker_events ({_OUTCOME_COLUMNS}) "  # noqa: S608
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 }
 logger = logging.getLogger("breaker_service.events")
 
@@ -118,6 +122,7 @@ def _row_to_event(row: Row[Any]) -> StoredEvent:
             status=None if m["status"] is None else int(m["status"]),
             duration=None if m["duration"] is None else float(m["duration"]),
             count=1 if m["count"] is None else int(m["count"]),
+            last_at=None if m.get("last_at") is None else float(m["last_at"]),
         )
     except (TypeError, ValueError, KeyError) as exc:
         row_id = m.get("id")
@@ -248,8 +253,8 @@ class SqlEventLog:
                     await conn.exec_driver_sql(
                         _OUTCOME_SQL[self.dialect],
                         [
-                            (b, stream_of(b), k, v, at, iid, d, s, du, c)
-                            for b, k, v, at, d, s, du, c in outcomes
+                            (b, stream_of(b), k, v, at, iid, d, s, du, c, la)
+                            for b, k, v, at, d, s, du, c, la in outcomes
                         ],
                     )
                 for record in transitions:
