@@ -74,11 +74,8 @@ class CircuitBreaker(LiveCore):
             on_transition=on_transition,
             reload=reload,
         )
-        window = self._window
-        # A count window reads the order of its last calls: compaction keeps them.
-        keep_calls = window.size if window is not None and window.kind == "count" else 0
         self._runs: RunLog = (
-            recorder.runs_for(name, keep_calls=keep_calls)
+            self._run_log(recorder)
             if recorder is not None
             else RunLog(name, keep=False)
         )
@@ -97,6 +94,18 @@ class CircuitBreaker(LiveCore):
         )
         self.rejections = 0
         self.ignored = 0
+
+    def _run_log(self, recorder: EventRecorder) -> RunLog:
+        """This breaker's runs, kept apart as far as its window reads them in order."""
+        window = self._window
+        count = window is not None and window.kind == "count"
+        return recorder.runs_for(
+            self.name,
+            keep_calls=window.size if window is not None and count else 0,
+            keep_seconds=int(window.duration) + 1
+            if window is not None and not count
+            else 0,
+        )
 
     # -- reading ---------------------------------------------------------------------
 

@@ -134,14 +134,19 @@ class EventRecorder:
         """Runs merged by the breakers' bounded run logs since start."""
         return sum(runs.merged for runs in self._runs.values())
 
-    def runs_for(self, breaker: str, *, keep_calls: int = 0) -> RunLog:
-        """The run log ``breaker`` counts its outcomes in (one per name, kept)."""
+    def runs_for(
+        self, breaker: str, *, keep_calls: int = 0, keep_seconds: int = 0
+    ) -> RunLog:
+        """The run log ``breaker`` counts its outcomes in (one per name, kept).
+
+        ``keep_calls`` and ``keep_seconds`` are what its trip policy reads in order
+        (a count window's size, a time window's span): compaction keeps them apart.
+        """
         runs = self._runs.get(breaker)
         if runs is None:
-            runs = self._runs[breaker] = RunLog(
-                breaker, limit=self.runs_max, keep_calls=keep_calls
-            )
+            runs = self._runs[breaker] = RunLog(breaker, limit=self.runs_max)
         runs.keep_calls = max(runs.keep_calls, keep_calls)
+        runs.keep_seconds = max(runs.keep_seconds, keep_seconds)
         return runs
 
     def _take_runs(self) -> None:

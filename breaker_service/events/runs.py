@@ -13,7 +13,10 @@ Memory is bounded per breaker whatever the call rate or the writer's speed: past
 state version merge per (outcome, second) in an order that keeps what replay reads
 (totals, the trailing failures, the half-open successes, per-second buckets), and
 the newest runs holding ``keep_calls`` calls (a count window's size) stay as they
-were. Counts stay exact; only the order inside a merged second is given up.
+were; seconds a time window can still see stay apart. Counts stay exact; only the
+order inside a merged second, and the seconds no window reads, are given up. The
+bound: ``limit`` runs, plus a count window's calls, plus a time window's seconds
+times the distinct outcomes in them.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class RunLog:
         "duration",
         "keep",
         "keep_calls",
+        "keep_seconds",
         "kind",
         "last",
         "limit",
@@ -71,11 +75,13 @@ class RunLog:
         *,
         limit: int = RUNS_MAX,
         keep_calls: int = 0,
+        keep_seconds: int = 0,
         keep: bool = True,
     ) -> None:
         self.name = name
         self.limit = limit
-        self.keep_calls = keep_calls
+        self.keep_calls = keep_calls  # a count window's size: its calls keep order
+        self.keep_seconds = keep_seconds  # a time window's span: its seconds stay apart
         self.keep = keep  # False: a breaker without a recorder; runs are dropped
         self.closed: list[OutcomeRow] = []
         self.merged = 0  # runs merged away by compaction, for health and tests
@@ -168,7 +174,9 @@ class RunLog:
 
     def _compact(self) -> None:
         before = len(self.closed)
-        self.closed = compact(self.closed, self.keep_calls, self.limit // 2)
+        self.closed = compact(
+            self.closed, self.keep_calls, self.limit // 2, self.keep_seconds
+        )
         self.merged += before - len(self.closed)
         self._next_compaction = max(
             self.limit, 2 * self.keep_calls + 2, 2 * len(self.closed)
@@ -182,7 +190,9 @@ class RunLog:
         return rows
 
 
-def compact(rows: list[OutcomeRow], keep_calls: int, target: int) -> list[OutcomeRow]:
+def compact(
+    rows: list[OutcomeRow], keep_calls: int, target: int, keep_seconds: int = 0
+) -> list[OutcomeRow]:
     """Merge one breaker's older runs so that replay folds them to the same state.
 
     Runs are taken in stretches of one state version (their order with transitions
@@ -191,8 +201,10 @@ def compact(rows: list[OutcomeRow], keep_calls: int, target: int) -> list[Outcom
     status, second), seconds in order, good calls last in each second up to the
     stretch's last good call and the failures after it merged behind: totals,
     trailing failures, half-open successes and per-second buckets fold the same.
-    If that still leaves more than ``target`` rows, the seconds merge too (a time
-    window then sees those calls at their stretch's first second).
+    If that leaves more than ``target`` rows, runs older than ``keep_seconds``
+    (a time window's duration) before the stretch's newest second merge across
+    seconds too: a time window forgets those seconds anyway by the stretch's end.
+    Exact as long as the wall clock does not step back within a stretch.
     """
     out: list[OutcomeRow] = []
     for stretch in _stretches(rows):
@@ -204,7 +216,12 @@ def compact(rows: list[OutcomeRow], keep_calls: int, target: int) -> list[Outcom
     coarse: list[OutcomeRow] = []
     for stretch in _stretches(out):
         head, tail = _split_tail(stretch, keep_calls)
-        coarse.extend(_merge(head, by_second=False))
+        horizon = int(stretch[-1][3]) - keep_seconds
+        cut = 0
+        while cut < len(head) and int(head[cut][3]) < horizon:
+            cut += 1
+        coarse.extend(_merge(head[:cut], by_second=False))
+        coarse.extend(head[cut:])
         coarse.extend(tail)
     return coarse
 
