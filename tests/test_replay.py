@@ -53,6 +53,7 @@ from breaker_service.errors import (
     ProviderUnavailable,
 )
 from breaker_service.events import MemoryEventLog
+from breaker_service.events.log import EventLog
 
 CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN
@@ -607,7 +608,7 @@ class ReplayEqualsLife(RuleBasedStateMachine):
         super().__init__()
         self.runner = asyncio.Runner()
         self.clock = FakeClock()
-        self.log = MemoryEventLog()
+        self.log: EventLog = MemoryEventLog()
         self.config: Settings = make_settings(
             circuit_breaker_failure_threshold=3,
             circuit_breaker_success_threshold=2,
@@ -626,6 +627,12 @@ class ReplayEqualsLife(RuleBasedStateMachine):
         self.breaker = self.registry.get("kimi")
         self.provider = Provider("kimi", self.clock)
         self.hung: list[Hung] = []
+
+    @property
+    def memory_log(self) -> MemoryEventLog:
+        """The log, which this machine keeps in memory."""
+        assert isinstance(self.log, MemoryEventLog)
+        return self.log
 
     # -- what a call does inside the provider --
 
@@ -767,7 +774,7 @@ class ReplayEqualsLife(RuleBasedStateMachine):
         """The log, replayed into a fresh registry, gives the live breaker's fingerprint."""
         assert self.runner.run(self.registry.flush())
         replayed = self.runner.run(
-            replayed_fingerprint(self.log, self.config, self.clock, "kimi")
+            replayed_fingerprint(self.memory_log, self.config, self.clock, "kimi")
         )
         assert replayed == self.breaker.fingerprint()
 

@@ -94,7 +94,8 @@ def histories(draw: st.DrawFn) -> list[tuple[Any, ...]]:
 def live_rows(history: list[tuple[Any, ...]]) -> tuple[list[Any], list[OutcomeRow]]:
     """The log a breaker writes for ``history``: rows with transitions cut in."""
     runs = RunLog("kimi", limit=10**9)
-    at, version, log = T0, 0, []
+    at, version = T0, 0
+    log: list[Any] = []
     for step in history:
         if step[0] == "move":
             log.append(("rows", runs.drain()))
