@@ -33,7 +33,7 @@ from breaker_service.errors import (
     ProviderUnavailable,
     UnstorableEvent,
 )
-from breaker_service.events import sql as sql_module
+from breaker_service.events import sql_engine
 from breaker_service.events.dead_letters import escape_unstorable
 from breaker_service.events.log import EventLog, EventQuery
 from breaker_service.events.memory import MemoryEventLog
@@ -634,7 +634,7 @@ async def test_a_locked_sqlite_store_buffers_and_retries_without_dead_letters(
     """Locked: everything waits (bad row too), nothing is set aside; then it is written."""
     import sqlite3  # noqa: PLC0415
 
-    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(sql_engine, "SQLITE_BUSY_TIMEOUT_MS", 100)
     db = tmp_path / "events.db"
     engine = create_engine(f"sqlite+aiosqlite:///{db}")
     await upgrade(engine)
