@@ -8,6 +8,7 @@ lazily, on the first call after the cooldown, never by a timer.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -94,6 +95,7 @@ class CircuitBreaker(LiveCore):
         )
         self.rejections = 0
         self.ignored = 0
+        self._ready: asyncio.Future[CircuitBreaker] | None = None  # guard()'s, done
 
     def _run_log(self, recorder: EventRecorder) -> RunLog:
         """This breaker's runs, kept apart as far as its window reads them in order."""
@@ -143,7 +145,12 @@ class CircuitBreaker(LiveCore):
         """Await ``fn(*args, **kwargs)`` through the breaker; ``CircuitOpenError`` if open."""
         state = self._state
         if state is not _CLOSED or not self._inline:
-            self._reject_if_open(state)  # the rejection path: no coroutine, no await
+            if state is _OPEN and not self._passthrough:
+                now = self._monotonic()  # the rejection path, inlined: no await
+                if now < self._probe_at:
+                    self.rejections += 1
+                    raise CircuitOpenError(self.name, self._probe_at - now)
+            self._reject_if_open(state)
             return await self._call_slow(fn, args, kwargs)
         version = self._version
         try:
@@ -246,7 +253,22 @@ class CircuitBreaker(LiveCore):
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await self.call(fn, *args, **kwargs)
+            # ``call``'s body, inlined: one coroutine per call, not two.
+            state = self._state
+            if state is not _CLOSED or not self._inline:
+                self._reject_if_open(state)
+                return await self._call_slow(fn, args, kwargs)
+            version = self._version
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                await self._on_error(exc, version, None, None)
+                raise
+            if version == self._version:
+                self._succeeded_closed(version)
+                return result
+            await self._on_success(version, None, None)
+            return result
 
         return guarded
 
@@ -420,7 +442,12 @@ class CircuitBreaker(LiveCore):
 
 
 class _Guard:
-    """The async context manager behind ``breaker.guard()``: ``call``'s steps, split."""
+    """The async context manager behind ``breaker.guard()``: ``call``'s steps, split.
+
+    On the CLOSED inline path ``__aenter__`` and ``__aexit__`` do their work at once
+    and hand back an already finished future (awaiting it does not suspend), so a
+    guarded block costs no coroutine of its own; elsewhere they return coroutines.
+    """
 
     __slots__ = ("_breaker", "_ticket", "_version")
 
@@ -429,32 +456,56 @@ class _Guard:
         self._version = -1  # stays -1 when breakers are off: nothing to report
         self._ticket: tuple[int | None, float | None] | None = None  # (trial, start)
 
-    async def __aenter__(self) -> CircuitBreaker:
+    def __aenter__(self) -> Awaitable[CircuitBreaker]:
         b = self._breaker
         state = b._state
         if state is _CLOSED and b._inline:
             self._version = b._version
-            return b
+            ready = b._ready
+            if ready is None:
+                ready = b._ready = _done(b)
+            return ready
         b._reject_if_open(state)  # the rejection path, as in ``call``
+        return self._admit()
+
+    async def _admit(self) -> CircuitBreaker:
+        b = self._breaker
         version, trial, start = await b._begin()
         self._version = version
         self._ticket = (trial, start)
         return b
 
-    async def __aexit__(
+    def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> Awaitable[None]:
         version = self._version
         if version < 0:
-            return
+            return _finished()
         b = self._breaker
         ticket = self._ticket
         if ticket is None:
             if exc is None and version == b._version:
                 b._succeeded_closed(version)
-                return
+                return _finished()
             ticket = (None, None)
-        await b._finish(exc, version, *ticket)
+        return b._finish(exc, version, *ticket)
+
+
+_FINISHED: list[asyncio.Future[None]] = []
+
+
+def _done(value: T) -> asyncio.Future[T]:
+    """A future already holding ``value``: awaiting it returns at once, on any loop."""
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+def _finished() -> asyncio.Future[None]:
+    """The shared finished future of ``__aexit__`` (``None``: exceptions propagate)."""
+    if not _FINISHED:
+        _FINISHED.append(_done(None))
+    return _FINISHED[0]
