@@ -464,6 +464,8 @@ class _Guard:
             ready = b._ready
             if ready is None:
                 ready = b._ready = _done(b)
+                if not _FINISHED:
+                    _FINISHED.append(_done(None))
             return ready
         b._reject_if_open(state)  # the rejection path, as in ``call``
         return self._admit()
@@ -489,7 +491,7 @@ class _Guard:
         if ticket is None:
             if exc is None and version == b._version:
                 b._succeeded_closed(version)
-                return _finished()
+                return _FINISHED[0]  # made with ``_ready`` by ``__aenter__``
             ticket = (None, None)
         return b._finish(exc, version, *ticket)
 
