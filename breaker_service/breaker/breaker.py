@@ -1,7 +1,8 @@
 """``CircuitBreaker``: one provider's breaker, guarding calls and recording every outcome.
 
-The CLOSED success path is plain attribute work plus one ``list.append`` of a tuple
-to the event buffer; the ``transitions`` machine runs only when the state changes,
+The CLOSED success path is plain attribute work: the counters, and one bump of the
+breaker's open outcome run (``events/runs.py``); the ``transitions`` machine runs
+only when the state changes,
 after the transition event is committed (``LiveCore``). OPEN becomes HALF_OPEN
 lazily, on the first call after the cooldown, never by a timer.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from ..clock import Clock, SystemClock
@@ -28,6 +28,7 @@ from ..events.recorder import EventRecorder
 from ..events.runs import RunLog
 from .core import BreakerCore
 from .fleet import FleetTrials, TrialGate, adopt
+from .guard import Guard
 from .judge import Judge, default_judge
 from .live import LiveCore
 from .state import BreakerState, Outcome
@@ -82,6 +83,7 @@ class CircuitBreaker(LiveCore):
         )
         self._judge = judge or default_judge
         self._passthrough = not settings.breaker_active
+        self._forced_after = settings.circuit_breaker_timeout  # retry_after, forced
         self._threshold = settings.circuit_breaker_failure_threshold
         self._slow_after = settings.circuit_breaker_slow_call_duration
         # CLOSED calls take the inline path unless breakers are off or calls are timed.
@@ -145,12 +147,17 @@ class CircuitBreaker(LiveCore):
         """Await ``fn(*args, **kwargs)`` through the breaker; ``CircuitOpenError`` if open."""
         state = self._state
         if state is not _CLOSED or not self._inline:
-            if state is _OPEN and not self._passthrough:
-                now = self._monotonic()  # the rejection path, inlined: no await
-                if now < self._probe_at:
+            if not self._passthrough:  # ``_reject_if_open``, inlined: no await
+                if state is _OPEN:
+                    now = self._monotonic()
+                    if now < self._probe_at:
+                        self.rejections += 1
+                        raise CircuitOpenError(self.name, self._probe_at - now)
+                elif state is _FORCED_OPEN:
                     self.rejections += 1
-                    raise CircuitOpenError(self.name, self._probe_at - now)
-            self._reject_if_open(state)
+                    raise CircuitOpenError(
+                        self.name, self._forced_after, state="forced_open"
+                    )
             return await self._call_slow(fn, args, kwargs)
         version = self._version
         try:
@@ -186,9 +193,7 @@ class CircuitBreaker(LiveCore):
                 raise CircuitOpenError(self.name, self._probe_at - now)
         elif state is _FORCED_OPEN:
             self.rejections += 1
-            raise CircuitOpenError(
-                self.name, self.settings.circuit_breaker_timeout, state="forced_open"
-            )
+            raise CircuitOpenError(self.name, self._forced_after, state="forced_open")
 
     def _succeeded_closed(self, version: int) -> None:
         """The CLOSED success rule of ``BreakerCore.apply_outcome``, on the hot path.
@@ -255,9 +260,9 @@ class CircuitBreaker(LiveCore):
         else:
             await self._on_error(exc, version, trial, start)
 
-    def guard(self) -> _Guard:
+    def guard(self) -> Guard:
         """``async with breaker.guard(): ...`` guards the block like ``call`` guards a call."""
-        return _Guard(self)
+        return Guard(self)
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Use the breaker as a decorator on an async function."""
@@ -450,75 +455,3 @@ class CircuitBreaker(LiveCore):
             reason = self._window.tripped()
         if reason is not None:
             await self._transition(_OPEN, reason, expect_version=version)
-
-
-class _Guard:
-    """The async context manager behind ``breaker.guard()``: ``call``'s steps, split.
-
-    On the CLOSED inline path ``__aenter__`` and ``__aexit__`` do their work at once
-    and hand back an already finished future (awaiting it does not suspend), so a
-    guarded block costs no coroutine of its own; elsewhere they return coroutines.
-    """
-
-    __slots__ = ("_breaker", "_ticket", "_version")
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self._breaker = breaker
-        self._version = -1  # stays -1 when breakers are off: nothing to report
-        self._ticket: tuple[int | None, float | None] | None = None  # (trial, start)
-
-    def __aenter__(self) -> Awaitable[CircuitBreaker]:
-        b = self._breaker
-        state = b._state
-        if state is _CLOSED and b._inline:
-            self._version = b._version
-            ready = b._ready
-            if ready is None:
-                ready = b._ready = _done(b)
-                if not _FINISHED:
-                    _FINISHED.append(_done(None))
-            return ready
-        b._reject_if_open(state)  # the rejection path, as in ``call``
-        return self._admit()
-
-    async def _admit(self) -> CircuitBreaker:
-        b = self._breaker
-        version, trial, start = await b._begin()
-        self._version = version
-        self._ticket = (trial, start)
-        return b
-
-    def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Awaitable[None]:
-        version = self._version
-        if version < 0:
-            return _finished()
-        b = self._breaker
-        ticket = self._ticket
-        if ticket is None:
-            if exc is None and version == b._version:
-                b._succeeded_closed(version)
-                return _FINISHED[0]  # made with ``_ready`` by ``__aenter__``
-            ticket = (None, None)
-        return b._finish(exc, version, *ticket)
-
-
-_FINISHED: list[asyncio.Future[None]] = []
-
-
-def _done(value: T) -> asyncio.Future[T]:
-    """A future already holding ``value``: awaiting it returns at once, on any loop."""
-    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-    future.set_result(value)
-    return future
-
-
-def _finished() -> asyncio.Future[None]:
-    """The shared finished future of ``__aexit__`` (``None``: exceptions propagate)."""
-    if not _FINISHED:
-        _FINISHED.append(_done(None))
-    return _FINISHED[0]
