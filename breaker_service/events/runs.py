@@ -187,6 +187,7 @@ class RunLog:
         self._close()
         self.fence()
         rows, self.closed = self.closed, []
+        self._next_compaction = max(self.limit, 2 * self.keep_calls + 2)
         return rows
 
 
