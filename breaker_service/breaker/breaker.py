@@ -43,6 +43,7 @@ _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
 _FORCED_OPEN = BreakerState.FORCED_OPEN
 _DISABLED = BreakerState.DISABLED
+_new_guard = object.__new__
 
 
 class CircuitBreaker(LiveCore):
@@ -262,7 +263,9 @@ class CircuitBreaker(LiveCore):
 
     def guard(self) -> Guard:
         """``async with breaker.guard(): ...`` guards the block like ``call`` guards a call."""
-        return Guard(self)
+        guard = _new_guard(Guard)  # ``Guard(self)`` without a Python-level __init__
+        guard._breaker = self
+        return guard
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Use the breaker as a decorator on an async function."""

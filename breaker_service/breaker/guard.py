@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import CircuitOpenError
+from ..events.model import KIND_SUCCESS
 from .state import BreakerState
 
 if TYPE_CHECKING:
@@ -32,16 +33,18 @@ class Guard:
 
     __slots__ = ("_breaker", "_ticket", "_version")
 
+    _ticket: tuple[int | None, float | None] | None  # (trial, start); None: inline
+    _version: int  # -1 when breakers are off: nothing to report
+
     def __init__(self, breaker: CircuitBreaker) -> None:
-        self._breaker = breaker
-        self._version = -1  # stays -1 when breakers are off: nothing to report
-        self._ticket: tuple[int | None, float | None] | None = None  # (trial, start)
+        self._breaker = breaker  # the rest is set by a successful ``__aenter__``
 
     def __aenter__(self) -> Awaitable[CircuitBreaker]:
         b = self._breaker
         state = b._state
         if state is _CLOSED and b._inline:
             self._version = b._version
+            self._ticket = None
             ready = b._ready
             if ready is None:
                 ready = b._ready = _done(b)
@@ -76,7 +79,18 @@ class Guard:
         ticket = self._ticket
         if ticket is None:
             if exc is None and version == b._version:
-                b._succeeded_closed(version)
+                # ``_succeeded_closed``, inlined as in ``call``.
+                b.consecutive_failures = 0
+                b.successes += 1
+                at = b._time()
+                if b._window is not None:
+                    b._window.add(False, at)
+                runs = b._runs
+                if runs.ok_from <= at < runs.ok_until:
+                    runs.count += 1
+                    runs.last = at
+                else:
+                    runs.add(KIND_SUCCESS, version, at, current=True)
                 return _FINISHED[0]  # made with ``_ready`` by ``__aenter__``
             ticket = (None, None)
         return b._finish(exc, version, *ticket)
