@@ -11,7 +11,7 @@ import api_helpers
 import pytest
 from api_helpers import Service, assert_problem, upload
 
-from breaker_service.events import sql as sql_module
+from breaker_service.events import sql_engine
 
 clean_environment = api_helpers.clean_environment
 upstream_server = api_helpers.upstream_server
@@ -23,7 +23,7 @@ service = api_helpers.service
 @pytest.fixture(autouse=True)
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite gives up on a lock after 0.3 s instead of 5 s."""
-    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr(sql_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
 
 
 @contextlib.contextmanager

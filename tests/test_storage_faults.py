@@ -19,7 +19,7 @@ from breaker_service.breaker import BreakerState
 from breaker_service.clock import FakeClock
 from breaker_service.config import Settings, load_settings
 from breaker_service.errors import ConfigError, StorageCorrupt
-from breaker_service.events import sql as sql_module
+from breaker_service.events import sql_engine
 from breaker_service.integrity import check_sqlite_file
 from breaker_service.service import Service
 from breaker_service.uploads.keeper import RecordNotSaved
@@ -189,7 +189,7 @@ def _upload_rows(db: Path) -> set[str]:
 @pytest.fixture
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite gives up on a lock after 0.3 s instead of 5 s (the test stays quick)."""
-    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr(sql_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
 
 
 @pytest.mark.usefixtures("short_busy_timeout")
