@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from breaker_service.errors import (
     ProviderUnavailable,
 )
 from breaker_service.events import MemoryEventLog
+from breaker_service.events.model import StoredEvent
 
 __all__ = [
     "Provider",
@@ -215,6 +216,16 @@ async def replayed_fingerprint(
         return registry.get(name).fingerprint()
     finally:
         await registry.aclose()
+
+
+def per_call(events: Iterable[StoredEvent]) -> list[StoredEvent]:
+    """Events with each outcome run repeated once per call it counts (audit order)."""
+    return [e for e in events for _ in range(e.count)]
+
+
+def call_kinds(events: Iterable[StoredEvent]) -> list[str]:
+    """The kind of every call and transition, in order, runs expanded."""
+    return [e.kind for e in per_call(events)]
 
 
 def outcome_totals(log: MemoryEventLog, name: str) -> dict[str, int]:

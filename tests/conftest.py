@@ -95,7 +95,7 @@ def reuse_servers() -> Iterator[None]:
 @pytest.fixture
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite gives up on a lock after 0.3 s instead of 5 s (the test stays quick)."""
-    monkeypatch.setattr("breaker_service.events.sql.SQLITE_BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr("breaker_service.events.sql_engine.SQLITE_BUSY_TIMEOUT_MS", 300)
 
 
 POSTGRES_FIXTURES = frozenset(

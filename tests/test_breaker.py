@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from breaker_helpers import (
     Provider,
+    call_kinds,
     fail_times,
     memory_registry,
     real_backoff,
@@ -352,7 +353,7 @@ async def test_cancelled_call_in_closed_counts_as_neither(
         assert breaker.consecutive_failures == 2
         assert breaker.state is CLOSED
         assert breaker.ignored == 1
-        assert [e.kind for e in await registry.history("kimi")] == ["failure"] * 2
+        assert call_kinds(await registry.history("kimi")) == ["failure"] * 2
 
 
 async def test_a_cancelled_trial_frees_its_slot(
@@ -410,7 +411,7 @@ async def test_caller_errors_count_as_neither(
             await breaker.call(kimi.fail, error)
         assert breaker.state is HALF_OPEN
         assert breaker.trials_in_flight == 0
-        kinds = [e.kind for e in await registry.history("kimi")]
+        kinds = call_kinds(await registry.history("kimi"))
         assert kinds == ["failure", "failure", "transition", "transition"]
 
 
@@ -697,7 +698,7 @@ async def test_every_form_guards_the_same_way(
         for _ in range(2):
             assert await form(breaker, kimi.ok) == "kimi: ok"
         assert breaker.state is CLOSED
-        kinds = [e.kind for e in await registry.history("kimi")]
+        kinds = call_kinds(await registry.history("kimi"))
         assert kinds == [
             "success",
             "failure",
@@ -863,7 +864,7 @@ async def test_resilient_call_retries_then_succeeds(
         breaker = registry.get("kimi")
         assert breaker.state is CLOSED
         assert breaker.consecutive_failures == 0
-        kinds = [e.kind for e in await registry.history("kimi")]
+        kinds = call_kinds(await registry.history("kimi"))
         assert kinds == ["failure", "timeout", "success"]
 
 

@@ -51,7 +51,7 @@ def outcome(
     count: int = 1,
 ) -> OutcomeRow:
     """An outcome row as the breakers buffer it."""
-    return (breaker, kind, version, at, detail, status, duration, count)
+    return (breaker, kind, version, at, detail, status, duration, count, None)
 
 
 def transition(

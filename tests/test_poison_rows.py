@@ -19,6 +19,7 @@ from typing import Any
 import api_helpers
 import pytest
 from api_helpers import OpenService, samples
+from breaker_helpers import per_call
 from pg import PostgresCluster, fresh_database
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
@@ -32,7 +33,7 @@ from breaker_service.errors import (
     ProviderUnavailable,
     UnstorableEvent,
 )
-from breaker_service.events import sql as sql_module
+from breaker_service.events import sql_engine
 from breaker_service.events.dead_letters import escape_unstorable
 from breaker_service.events.log import EventLog, EventQuery
 from breaker_service.events.memory import MemoryEventLog
@@ -83,7 +84,7 @@ def outcome(
     breaker: str, kind: str = "success", *, detail: str | None = None, at: float = T0
 ) -> OutcomeRow:
     """An outcome row as the breakers buffer it."""
-    return (breaker, kind, 0, at, detail, None, None, 1)
+    return (breaker, kind, 0, at, detail, None, None, 1, None)
 
 
 def trip(
@@ -570,8 +571,8 @@ async def test_a_breakers_refused_events_replay_to_the_state_it_had(
         refused_here = 2 + (3 if refused(name, NUL) else 0)
         assert health["dead_lettered"] == refused_here
         before = {n: registry.get(n).fingerprint() for n in ("kimi", "glm")}
-        kimi_events = [shape(e) for e in await registry.history("kimi")]
-        glm_events = [shape(e) for e in await registry.history("glm")]
+        kimi_events = [shape(e) for e in per_call(await registry.history("kimi"))]
+        glm_events = [shape(e) for e in per_call(await registry.history("glm"))]
     finally:
         await registry.aclose()
 
@@ -633,7 +634,7 @@ async def test_a_locked_sqlite_store_buffers_and_retries_without_dead_letters(
     """Locked: everything waits (bad row too), nothing is set aside; then it is written."""
     import sqlite3  # noqa: PLC0415
 
-    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(sql_engine, "SQLITE_BUSY_TIMEOUT_MS", 100)
     db = tmp_path / "events.db"
     engine = create_engine(f"sqlite+aiosqlite:///{db}")
     await upgrade(engine)

@@ -66,7 +66,7 @@ def trip(version: int = 1, breaker: str = "kimi") -> TransitionRecord:
 
 def success(breaker: str = "glm", at: float = T0) -> OutcomeRow:
     """One buffered success."""
-    return (breaker, "success", 0, at, None, None, None, 1)
+    return (breaker, "success", 0, at, None, None, None, 1, None)
 
 
 async def test_commit_returns_once_its_batch_is_written_under_steady_traffic(

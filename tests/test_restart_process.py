@@ -2,6 +2,8 @@
 
 These tests use real time (``SystemClock``): a ``FakeClock`` cannot be shared
 between processes. The cooldown is two seconds, so each test waits about that long.
+The killed process records its successes as outcome runs first; on SQLite and on
+PostgreSQL, nothing it committed is lost and the next process counts every call.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from breaker_helpers import (
     Provider,
     make_settings,
     sqlite_path,
-    sqlite_rows,
     sqlite_url,
     succeed_times,
 )
+from sqlalchemy import text
 
 from breaker_service.breaker import BreakerRegistry, BreakerState
 from breaker_service.clock import SystemClock
 from breaker_service.errors import CircuitOpenError
+from breaker_service.events.sql import create_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_environment")]
 
@@ -36,25 +39,49 @@ CLOSED = BreakerState.CLOSED
 SCRIPT = Path(__file__).parent / "scripts" / "trip_and_block.py"
 COOLDOWN = 2.0
 START_TIMEOUT = 60.0  # generous: the child imports everything and migrates the file
+SUCCESSES = 500  # the child's successes before the outage (trip_and_block.py)
+
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
 
 
 @dataclass(frozen=True, slots=True)
 class KilledProcess:
     """What the killed process left behind."""
 
-    db: Path
+    db: str  # the database URL
     opened_at: float
     returncode: int
 
 
+async def rows_of(url: str, sql: str) -> list[tuple[object, ...]]:
+    """The rows ``sql`` selects from the database at ``url``."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(r) for r in (await conn.execute(text(sql))).all()]
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An SQLite file's URL or an empty PostgreSQL database's."""
+    if request.param == "sqlite":
+        return sqlite_url(sqlite_path(tmp_path))
+    return str(request.getfixturevalue("fresh_postgres_url"))
+
+
 @pytest.fixture
-async def killed_after_open(tmp_path: Path) -> KilledProcess:
+async def killed_after_open(database_url: str) -> KilledProcess:
     """Run the script until it reports OPEN, then SIGKILL it (no shutdown, no flush)."""
-    db = sqlite_path(tmp_path)
+    db = database_url
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         str(SCRIPT),
-        sqlite_url(db),
+        db,
         str(COOLDOWN),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -79,13 +106,15 @@ async def test_the_transition_is_committed_before_it_takes_effect(
 ) -> None:
     """Once the process could say OPEN, the transition (and what led to it) is on disk."""
     assert killed_after_open.returncode == -signal.SIGKILL
-    rows = sqlite_rows(
+    rows = await rows_of(
         killed_after_open.db,
-        "SELECT kind, from_state, to_state, at, duration, instance_id "
+        "SELECT kind, from_state, to_state, at, duration, instance_id, count "
         "FROM breaker_events WHERE breaker = 'kimi' ORDER BY id",
     )
-    assert [row[0] for row in rows] == ["failure"] * 3 + ["transition"]
-    assert rows[-1] == (
+    calls = [row[0] for row in rows for _ in range(int(str(row[6])))]
+    assert calls == ["success"] * SUCCESSES + ["failure"] * 3 + ["transition"]
+    assert len(rows) < SUCCESSES  # the successes were written as runs
+    assert rows[-1][:6] == (
         "transition",
         "closed",
         "open",
@@ -106,7 +135,7 @@ async def test_the_next_process_finds_open_with_the_remaining_cooldown(
     )
     kimi = Provider("kimi")
     async with await BreakerRegistry.open(
-        sqlite_url(killed_after_open.db), settings=settings, clock=SystemClock()
+        killed_after_open.db, settings=settings, clock=SystemClock()
     ) as registry:
         breaker = registry.get("kimi")
         expected = killed_after_open.opened_at + COOLDOWN - time.time()
@@ -115,6 +144,7 @@ async def test_the_next_process_finds_open_with_the_remaining_cooldown(
         assert 0 < remaining <= COOLDOWN
         assert remaining == pytest.approx(expected, abs=0.25)
         assert breaker.failures == 3
+        assert breaker.successes == SUCCESSES
         with pytest.raises(CircuitOpenError) as refused:
             await breaker.call(kimi.ok)
         assert 0 < refused.value.retry_after <= remaining
@@ -124,7 +154,7 @@ async def test_the_next_process_finds_open_with_the_remaining_cooldown(
         assert breaker.state is HALF_OPEN
         await succeed_times(breaker, kimi, 1)
         assert breaker.state is CLOSED
-    moves = sqlite_rows(
+    moves = await rows_of(
         killed_after_open.db,
         "SELECT from_state, to_state, instance_id FROM breaker_events "
         "WHERE kind = 'transition' ORDER BY state_version",

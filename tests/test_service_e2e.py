@@ -323,7 +323,7 @@ def test_an_open_breaker_survives_a_restart(
     failures = second.request(
         "GET", "/breakers/kimi/events", params={"kind": "failure"}
     ).json()["events"]
-    assert len(failures) >= 2
+    assert sum(e["count"] for e in failures) >= 2  # outcome runs: calls per row
     still_refused = second.upload(document)
     assert still_refused.status_code == 503, still_refused.text
     assert int(still_refused.headers["retry-after"]) >= 1

@@ -50,7 +50,7 @@ RESULT = UploadResult(
     providers_tried=("kimi",),
     uploaded_at=T0,
 )
-OUTCOME = ("kimi", "success", 0, T0, None, None, None, 1)
+OUTCOME = ("kimi", "success", 0, T0, None, None, None, 1, None)
 
 
 def driver_error(message: str) -> OperationalError:

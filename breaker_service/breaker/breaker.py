@@ -1,16 +1,17 @@
 """``CircuitBreaker``: one provider's breaker, guarding calls and recording every outcome.
 
-The CLOSED success path is plain attribute work plus one ``list.append`` of a tuple
-to the event buffer; the ``transitions`` machine runs only when the state changes,
+The CLOSED success path is plain attribute work: the counters, and one bump of the
+breaker's open outcome run (``events/runs.py``); the ``transitions`` machine runs
+only when the state changes,
 after the transition event is committed (``LiveCore``). OPEN becomes HALF_OPEN
 lazily, on the first call after the cooldown, never by a timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from ..clock import Clock, SystemClock
@@ -20,12 +21,14 @@ from ..events.model import (
     KIND_FAILURE,
     KIND_SUCCESS,
     KIND_TIMEOUT,
-    OutcomeRow,
     StoredEvent,
     TransitionRecord,
 )
 from ..events.recorder import EventRecorder
+from ..events.runs import RunLog
+from .core import BreakerCore
 from .fleet import FleetTrials, TrialGate, adopt
+from .guard import Guard
 from .judge import Judge, default_judge
 from .live import LiveCore
 from .state import BreakerState, Outcome
@@ -40,13 +43,7 @@ _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
 _FORCED_OPEN = BreakerState.FORCED_OPEN
 _DISABLED = BreakerState.DISABLED
-
-
-class _Discard(list[OutcomeRow]):
-    """An event buffer that keeps nothing, for breakers used without a recorder."""
-
-    def append(self, _row: OutcomeRow) -> None:
-        """Drop the row."""
+_new_guard = object.__new__
 
 
 class CircuitBreaker(LiveCore):
@@ -80,11 +77,14 @@ class CircuitBreaker(LiveCore):
             on_transition=on_transition,
             reload=reload,
         )
-        self._buffer: list[OutcomeRow] = (
-            recorder.buffer if recorder is not None else _Discard()
+        self._runs: RunLog = (
+            self._run_log(recorder)
+            if recorder is not None
+            else RunLog(name, keep=False)
         )
         self._judge = judge or default_judge
         self._passthrough = not settings.breaker_active
+        self._forced_after = settings.circuit_breaker_timeout  # retry_after, forced
         self._threshold = settings.circuit_breaker_failure_threshold
         self._slow_after = settings.circuit_breaker_slow_call_duration
         # CLOSED calls take the inline path unless breakers are off or calls are timed.
@@ -98,6 +98,19 @@ class CircuitBreaker(LiveCore):
         )
         self.rejections = 0
         self.ignored = 0
+        self._ready: asyncio.Future[CircuitBreaker] | None = None  # guard()'s, done
+
+    def _run_log(self, recorder: EventRecorder) -> RunLog:
+        """This breaker's runs, kept apart as far as its window reads them in order."""
+        window = self._window
+        count = window is not None and window.kind == "count"
+        return recorder.runs_for(
+            self.name,
+            keep_calls=window.size if window is not None and count else 0,
+            keep_seconds=int(window.duration) + 1
+            if window is not None and not count
+            else 0,
+        )
 
     # -- reading ---------------------------------------------------------------------
 
@@ -135,7 +148,17 @@ class CircuitBreaker(LiveCore):
         """Await ``fn(*args, **kwargs)`` through the breaker; ``CircuitOpenError`` if open."""
         state = self._state
         if state is not _CLOSED or not self._inline:
-            self._reject_if_open(state)  # the rejection path: no coroutine, no await
+            if not self._passthrough:  # ``_reject_if_open``, inlined: no await
+                if state is _OPEN:
+                    now = self._monotonic()
+                    if now < self._probe_at:
+                        self.rejections += 1
+                        raise CircuitOpenError(self.name, self._probe_at - now)
+                elif state is _FORCED_OPEN:
+                    self.rejections += 1
+                    raise CircuitOpenError(
+                        self.name, self._forced_after, state="forced_open"
+                    )
             return await self._call_slow(fn, args, kwargs)
         version = self._version
         try:
@@ -144,7 +167,18 @@ class CircuitBreaker(LiveCore):
             await self._on_error(exc, version, None, None)
             raise
         if version == self._version:
-            self._succeeded_closed(version)
+            # ``_succeeded_closed``, inlined (the hottest line of the service).
+            self.consecutive_failures = 0
+            self.successes += 1
+            at = self._time()
+            if self._window is not None:
+                self._window.add(False, at)
+            runs = self._runs
+            if runs.ok_from <= at < runs.ok_until:
+                runs.count += 1
+                runs.last = at
+            else:
+                runs.add(KIND_SUCCESS, version, at, current=True)
             return result
         await self._on_success(version, None, None)
         return result
@@ -160,18 +194,34 @@ class CircuitBreaker(LiveCore):
                 raise CircuitOpenError(self.name, self._probe_at - now)
         elif state is _FORCED_OPEN:
             self.rejections += 1
-            raise CircuitOpenError(
-                self.name, self.settings.circuit_breaker_timeout, state="forced_open"
-            )
+            raise CircuitOpenError(self.name, self._forced_after, state="forced_open")
 
     def _succeeded_closed(self, version: int) -> None:
-        """The CLOSED success rule of ``BreakerCore.apply_outcome``, on the hot path."""
+        """The CLOSED success rule of ``BreakerCore.apply_outcome``, on the hot path.
+
+        A success in the open run's second only bumps the run (``events/runs.py``).
+        """
         self.consecutive_failures = 0
         self.successes += 1
         at = self._time()
         if self._window is not None:
             self._window.add(False, at)
-        self._buffer.append((self.name, KIND_SUCCESS, version, at, None, None, None, 1))
+        runs = self._runs
+        if runs.ok_from <= at < runs.ok_until:
+            runs.count += 1
+            runs.last = at
+        else:
+            runs.add(KIND_SUCCESS, version, at, current=True)
+
+    def apply_transition(self, record: TransitionRecord) -> None:
+        """``BreakerCore.apply_transition``; later calls start a new run."""
+        super().apply_transition(record)
+        self._runs.fence()
+
+    def restore(self, core: BreakerCore) -> None:
+        """``LiveCore.restore``; later calls start a new run."""
+        super().restore(core)
+        self._runs.fence()
 
     async def _call_slow(
         self,
@@ -211,16 +261,33 @@ class CircuitBreaker(LiveCore):
         else:
             await self._on_error(exc, version, trial, start)
 
-    def guard(self) -> _Guard:
+    def guard(self) -> Guard:
         """``async with breaker.guard(): ...`` guards the block like ``call`` guards a call."""
-        return _Guard(self)
+        guard = _new_guard(Guard)  # ``Guard(self)`` without a Python-level __init__
+        guard._breaker = self
+        return guard
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Use the breaker as a decorator on an async function."""
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await self.call(fn, *args, **kwargs)
+            # ``call``'s body, inlined: one coroutine per call, not two.
+            state = self._state
+            if state is not _CLOSED or not self._inline:
+                self._reject_if_open(state)
+                return await self._call_slow(fn, args, kwargs)
+            version = self._version
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                await self._on_error(exc, version, None, None)
+                raise
+            if version == self._version:
+                self._succeeded_closed(version)
+                return result
+            await self._on_success(version, None, None)
+            return result
 
         return guarded
 
@@ -319,7 +386,15 @@ class CircuitBreaker(LiveCore):
         slow: bool = False,
     ) -> None:
         at = self._time()
-        self._buffer.append((self.name, kind, version, at, detail, status, duration, 1))
+        self._runs.add(
+            kind,
+            version,
+            at,
+            detail,
+            status,
+            duration,
+            current=version == self._version,
+        )
         self.apply_outcome(kind, version, at, slow=slow)
 
     async def _on_success(
@@ -384,44 +459,3 @@ class CircuitBreaker(LiveCore):
             reason = self._window.tripped()
         if reason is not None:
             await self._transition(_OPEN, reason, expect_version=version)
-
-
-class _Guard:
-    """The async context manager behind ``breaker.guard()``: ``call``'s steps, split."""
-
-    __slots__ = ("_breaker", "_ticket", "_version")
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self._breaker = breaker
-        self._version = -1  # stays -1 when breakers are off: nothing to report
-        self._ticket: tuple[int | None, float | None] | None = None  # (trial, start)
-
-    async def __aenter__(self) -> CircuitBreaker:
-        b = self._breaker
-        state = b._state
-        if state is _CLOSED and b._inline:
-            self._version = b._version
-            return b
-        b._reject_if_open(state)  # the rejection path, as in ``call``
-        version, trial, start = await b._begin()
-        self._version = version
-        self._ticket = (trial, start)
-        return b
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        version = self._version
-        if version < 0:
-            return
-        b = self._breaker
-        ticket = self._ticket
-        if ticket is None:
-            if exc is None and version == b._version:
-                b._succeeded_closed(version)
-                return
-            ticket = (None, None)
-        await b._finish(exc, version, *ticket)

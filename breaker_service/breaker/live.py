@@ -66,7 +66,9 @@ class LiveCore(BreakerCore):
         self._trials: dict[int, float] = {}  # half-open calls in flight -> started
         self._lock = asyncio.Lock()
         self._record: TransitionRecord | None = None
-        self._machine = BreakerMachine(self._state, self._entered)
+        # Built on the first transition: a ``transitions`` machine costs about a
+        # millisecond, which start-up would pay for every breaker it restores.
+        self._machine_: BreakerMachine | None = None
 
     # -- reading ---------------------------------------------------------------------
 
@@ -100,7 +102,8 @@ class LiveCore(BreakerCore):
         """Take state and counters from a replayed core (start-up or reload)."""
         self.take(core)
         self._trials.clear()
-        self._machine.set_state_silently(self._state)
+        if self._machine_ is not None:
+            self._machine_.set_state_silently(self._state)
         self._set_probe_time()
 
     def _set_probe_time(self) -> None:
@@ -109,6 +112,13 @@ class LiveCore(BreakerCore):
             self._probe_at = self._clock.monotonic() + max(0.0, remaining)
 
     # -- transitions -----------------------------------------------------------------
+
+    def _machine(self) -> BreakerMachine:
+        """The state machine, built in the current state on first use."""
+        machine = self._machine_
+        if machine is None:
+            machine = self._machine_ = BreakerMachine(self._state, self._entered)
+        return machine
 
     def _open_timeout_for(self, from_state: BreakerState, waited: float = 0.0) -> float:
         s = self.settings
@@ -170,7 +180,7 @@ class LiveCore(BreakerCore):
                     return False
                 self.last_transition_durable = durable
             self._record = record
-            await self._machine.fire(trigger)
+            await self._machine().fire(trigger)
             return True
 
     async def _enter_committed(self, record: TransitionRecord, event_id: int) -> bool:
@@ -190,7 +200,7 @@ class LiveCore(BreakerCore):
                 return False
             to = BreakerState(record.to_state)
             self._record = record
-            await self._machine.fire(trigger_for(self._state, to))
+            await self._machine().fire(trigger_for(self._state, to))
             self.last_event_id = event_id
             return True
 

@@ -56,7 +56,7 @@ def escape_unstorable(text: str, limit: int | None = None) -> str:
 def _fields(item: Item) -> dict[str, Any]:
     if isinstance(item, TransitionRecord):
         return {"kind": KIND_TRANSITION, **item.as_dict()}
-    breaker, kind, version, at, detail, status, duration, count = item
+    breaker, kind, version, at, detail, status, duration, count, last_at = item
     return {
         "breaker": breaker,
         "kind": kind,
@@ -66,6 +66,7 @@ def _fields(item: Item) -> dict[str, Any]:
         "status": status,
         "duration": duration,
         "count": count,
+        "last_at": last_at,
     }
 
 
@@ -112,10 +113,10 @@ def stand_in(item: Item) -> Item | None:
             actor=actor,
             open_timeout=item.open_timeout,
         )
-    breaker, kind, version, at, detail, status, duration, count = item
+    breaker, kind, version, at, detail, status, duration, count, last_at = item
     if detail is None:
         return None
     escaped = escape_unstorable(detail, TEXT_LIMIT)
     if escaped == detail:
         return None
-    return (breaker, kind, version, at, escaped, status, duration, count)
+    return (breaker, kind, version, at, escaped, status, duration, count, last_at)

@@ -65,7 +65,8 @@ class LogFollower:
     async def _listen(self) -> None:
         if self._dsn is None or self._connection is not None:
             return
-        import asyncpg  # noqa: PLC0415 - PostgreSQL only
+        # deferred: asyncpg is only needed (and only installed to matter) on PostgreSQL.
+        import asyncpg  # noqa: PLC0415
 
         try:
             connection = await asyncpg.connect(self._dsn, timeout=5)

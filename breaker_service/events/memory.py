@@ -100,7 +100,17 @@ class MemoryEventLog:
             claimed.add(key)
         last: dict[str, int] = {}
         next_id = self._next_id
-        for breaker, kind, version, at, detail, status, duration, count in outcomes:
+        for (
+            breaker,
+            kind,
+            version,
+            at,
+            detail,
+            status,
+            duration,
+            count,
+            last_at,
+        ) in outcomes:
             self.events.append(
                 StoredEvent(
                     next_id,
@@ -114,6 +124,7 @@ class MemoryEventLog:
                     status=status,
                     duration=duration,
                     count=count,
+                    last_at=last_at,
                 )
             )
             last[breaker] = next_id

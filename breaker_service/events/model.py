@@ -1,7 +1,9 @@
 """Events in the breaker log: outcomes and transitions, as frozen values.
 
-Outcome events are recorded on the hot path as plain tuples (``OutcomeRow``) and
-become rows in batches; everything read back is a ``StoredEvent``.
+Outcomes are recorded as runs (``events/runs.py``): plain tuples (``OutcomeRow``)
+counting consecutive equal calls, written in batches; everything read back is a
+``StoredEvent``. A row written before runs has ``count`` 1 (or a coalesced count)
+and no ``last_at``; it folds exactly as a run of that many calls.
 """
 
 from __future__ import annotations
@@ -41,8 +43,12 @@ KIND_TRANSITION = "transition"
 OUTCOME_KINDS = frozenset({KIND_SUCCESS, KIND_FAILURE, KIND_TIMEOUT})
 ALL_KINDS = OUTCOME_KINDS | {KIND_TRANSITION}
 
-# (breaker, kind, state_version, at, detail, status, duration, count)
-OutcomeRow = tuple[str, str, int, float, str | None, int | None, float | None, int]
+# (breaker, kind, state_version, at, detail, status, duration, count, last_at):
+# ``count`` equal calls from ``at`` to ``last_at`` (None: the same time),
+# ``duration`` their total seconds when timed.
+OutcomeRow = tuple[
+    str, str, int, float, str | None, int | None, float | None, int, float | None
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ class StoredEvent:
     status: int | None = None
     duration: float | None = None
     count: int = 1
+    last_at: float | None = None  # a run's last call (None: one call, or ``at``)
 
     @property
     def when(self) -> datetime:
@@ -145,6 +152,9 @@ class StoredEvent:
             "status": self.status,
             "duration": self.duration,
             "count": self.count,
+            "last_at": datetime.fromtimestamp(
+                self.at if self.last_at is None else self.last_at, UTC
+            ).isoformat(),
         }
 
 

@@ -1,18 +1,17 @@
-"""Group commit in front of an ``EventLog``: the hot path appends a tuple, nothing more.
+"""Group commit in front of an ``EventLog``: the hot path bumps a run, nothing more.
 
-Outcome events collect in ``buffer`` (a plain list the breakers append to) and are
-written one transaction per batch every ``flush_interval`` seconds. Transitions are
+Outcomes are counted as runs in each breaker's bounded ``RunLog``
+(``events/runs.py``); every ``flush_interval`` seconds a flush takes them all into
+``buffer`` and writes them, one transaction per batch, so rows per second follow
+the flush rate, not the call rate. Transitions are
 committed at once by ``commit_transition`` before they take effect, whenever the
 store answers in time. When the store is down, slow or locked, events wait in the
 buffer (transitions are never dropped; past ``buffer_max`` outcomes are run-length
 coalesced into counts, never silently lost) and the recorder reports itself degraded
 until the backlog is written.
 
-A row the store refuses for its content (``UnstorableEvent``) would be refused on
-every retry, so it is not retried: the round is written apart, halving the refused
-pieces until the bad event is alone, and everything else lands in order. The bad
-event is set aside as a dead letter (``breaker_dead_letters``, ``dead_lettered``)
-with a stand-in whose text is escaped, so replay still equals life.
+A round the store refuses for its content is written apart
+(``events/write_apart.py``).
 
 Time comes from the injected ``Clock``: how long a flush took, and when a store that
 failed is tried again (``RETRY_INTERVAL`` later). Two waits pace real I/O and stay on
@@ -31,10 +30,11 @@ from collections import Counter, deque
 from collections.abc import Callable
 
 from ..clock import Clock, SystemClock
-from ..errors import ConcurrencyError, EventLogError, UnstorableEvent
-from .dead_letters import dead_letter, stand_in
+from ..errors import ConcurrencyError, EventLogError
 from .log import EventLog
 from .model import DeadLetter, OutcomeRow, Snapshot, TransitionRecord
+from .runs import RUNS_MAX, RunLog, coalesce
+from .write_apart import WriteApart
 
 __all__ = ["EventRecorder"]
 
@@ -48,50 +48,10 @@ RETRY_INTERVAL = 0.5
 UNWRITTEN_LETTERS_MAX = 1000
 """Dead letters kept in memory when even the dead-letter table refuses them."""
 
-Item = OutcomeRow | TransitionRecord
-
 _SYSTEM_CLOCK = SystemClock()
 
 
-def coalesce(rows: list[OutcomeRow], *, keep_order: bool = True) -> list[OutcomeRow]:
-    """Merge outcome rows into counts: runs of equal outcomes per breaker, or all of them.
-
-    With ``keep_order`` only consecutive equal outcomes of a breaker merge, which
-    loses nothing replay needs; without it, equal outcomes merge regardless of order.
-    """
-    merged: dict[tuple[object, ...], list[object]] = {}
-    last_key: dict[str, tuple[object, ...]] = {}
-    out: list[list[object]] = []
-    for row in rows:
-        breaker, kind, version, at, detail, status, _duration, count = row
-        key: tuple[object, ...] = (breaker, kind, version, detail, status)
-        if keep_order:
-            if last_key.get(breaker) == key:
-                merged[key][7] = int(merged[key][7]) + count  # type: ignore[call-overload]
-                continue
-            entry: list[object] = [
-                breaker,
-                kind,
-                version,
-                at,
-                detail,
-                status,
-                None,
-                count,
-            ]
-            merged[key] = entry
-            last_key[breaker] = key
-            out.append(entry)
-        elif key in merged:
-            merged[key][7] = int(merged[key][7]) + count  # type: ignore[call-overload]
-        else:
-            entry = [breaker, kind, version, at, detail, status, None, count]
-            merged[key] = entry
-            out.append(entry)
-    return [tuple(e) for e in out]  # type: ignore[misc]
-
-
-class EventRecorder:
+class EventRecorder(WriteApart):
     """Buffers events, writes them in batches, and survives store outages.
 
     ``clock`` defaults to the system clock; the registry passes its own.
@@ -104,6 +64,7 @@ class EventRecorder:
         flush_interval: float = 0.005,
         batch_size: int = 1000,
         buffer_max: int = 200_000,
+        runs_max: int = RUNS_MAX,
         snapshot_every: int = 500,
         commit_timeout: float = 1.0,
         snapshot_source: SnapshotSource | None = None,
@@ -112,7 +73,11 @@ class EventRecorder:
     ) -> None:
         self.log = log
         self.clock = clock
+        # Rows taken from the breakers' run logs and not written yet (with the
+        # store down, they wait here, bounded by ``buffer_max``).
         self.buffer: list[OutcomeRow] = []
+        self.runs_max = runs_max
+        self._runs: dict[str, RunLog] = {}
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.buffer_max = buffer_max
@@ -142,8 +107,53 @@ class EventRecorder:
 
     @property
     def backlog(self) -> int:
-        """Events waiting to be written (outcomes and transitions)."""
-        return len(self.buffer) + len(self._pending)
+        """Rows waiting to be written (outcome runs and transitions)."""
+        return (
+            len(self.buffer)
+            + len(self._pending)
+            + sum(len(runs) for runs in self._runs.values())
+        )
+
+    @property
+    def unwritten_events(self) -> int:
+        """Calls and transitions not written yet (a run counts its calls)."""
+        rows = [r for runs in self._runs.values() for r in runs.closed]
+        open_calls = sum(runs.count for runs in self._runs.values())
+        return (
+            sum(r[7] for r in self.buffer)
+            + sum(r[7] for r in rows)
+            + open_calls
+            + len(self._pending)
+        )
+
+    @property
+    def merged(self) -> int:
+        """Runs merged by the breakers' bounded run logs since start."""
+        return sum(runs.merged for runs in self._runs.values())
+
+    def runs_for(
+        self, breaker: str, *, keep_calls: int = 0, keep_seconds: int = 0
+    ) -> RunLog:
+        """The run log ``breaker`` counts its outcomes in (one per name, kept).
+
+        ``keep_calls`` and ``keep_seconds`` are what its trip policy reads in order
+        (a count window's size, a time window's span): compaction keeps them apart.
+        """
+        runs = self._runs.get(breaker)
+        if runs is None:
+            runs = self._runs[breaker] = RunLog(breaker, limit=self.runs_max)
+        runs.keep_calls = max(runs.keep_calls, keep_calls)
+        runs.keep_seconds = max(runs.keep_seconds, keep_seconds)
+        return runs
+
+    def _take_runs(self) -> None:
+        """Move every breaker's runs (the open ones closed) to the write buffer."""
+        for runs in self._runs.values():
+            if runs.count or runs.closed:
+                self.buffer.extend(runs.drain())
+
+    def _runs_waiting(self) -> bool:
+        return any(runs.count or runs.closed for runs in self._runs.values())
 
     def start(self) -> None:
         """Start the background flusher (idempotent)."""
@@ -163,7 +173,7 @@ class EventRecorder:
             if self.degraded and self.clock.monotonic() < self._retry_at:
                 self._bound_buffer()
                 continue
-            if self.buffer or self._pending:
+            if self.buffer or self._pending or self._runs_waiting():
                 # Shielded: aclose() cancels this loop, and a cancelled flush would roll
                 # back a batch already taken from the buffer.
                 await asyncio.shield(self.flush())
@@ -198,11 +208,14 @@ class EventRecorder:
         later = [t for t in self._pending if t not in transitions]
         if self.buffer or later or self.snapshot_source is None:
             return []  # more of the backlog follows: the live state is ahead of this round
+        # A breaker with runs counted since the round was taken is ahead of it too.
+        ahead = {n for n, runs in self._runs.items() if runs.count or runs.closed}
         due = {n for n, c in self._since_snapshot.items() if c >= self.snapshot_every}
         due |= self._force_snapshot & (
             {r[0] for r in outs} | {t.breaker for t in transitions}
         )
         due -= {t.breaker for t in self._committing}  # not applied in memory yet
+        due -= ahead
         snaps = []
         for name in sorted(due):
             snap = self.snapshot_source(name)
@@ -216,7 +229,11 @@ class EventRecorder:
             return await self._flush_locked()
 
     async def _flush_locked(self) -> bool:
+        self._take_runs()
         while self.buffer or self._pending:
+            if self._pending:
+                # Outcomes counted before a pending transition are written before it.
+                self._take_runs()
             outs = self.buffer[: self.batch_size]
             # Write in the order things happened: each breaker's next pending
             # transition, after the outcomes before it and before those recorded
@@ -256,176 +273,6 @@ class EventRecorder:
                 self.last_error = None
                 logger.warning("[CIRCUIT] event store is back; backlog written")
         return True
-
-    async def _append(
-        self,
-        outs: list[OutcomeRow],
-        transitions: list[TransitionRecord],
-        snaps: list[Snapshot],
-    ) -> None:
-        """Write one round; if the store refuses it as a whole, write it apart.
-
-        Raises ``EventLogError`` when the store fails, leaving in ``outs`` and
-        ``transitions`` what is not written (all of it, or what writing apart left).
-        """
-        try:
-            await self.log.append(outs, transitions, snaps, want_ids=False)
-        except (ConcurrencyError, UnstorableEvent) as exc:
-            refused = snaps[:]
-            snaps.clear()  # due snapshots come with a later round
-            # With snapshots in the round, the events alone are tried first.
-            known = None if refused else exc
-            if not await self._write_apart(outs, transitions, known) and refused:
-                # Every event landed apart: the store refused a snapshot. Skip these
-                # (counted as written, so the next are due later); replay reads more.
-                logger.warning(
-                    "[CIRCUIT] event store refused a snapshot of %s, skipped: %s",
-                    ", ".join(s.breaker for s in refused),
-                    exc,
-                )
-                snaps.extend(refused)
-            return
-        self._landed(transitions, len(outs) + len(transitions))
-
-    def _landed(self, transitions: list[TransitionRecord], count: int) -> None:
-        self.written += count
-        for record in transitions:
-            self._pending.remove(record)
-            self._settle(record, committed=True)
-
-    async def _write_apart(
-        self,
-        outs: list[OutcomeRow],
-        transitions: list[TransitionRecord],
-        refusal: ConcurrencyError | UnstorableEvent | None,
-    ) -> bool:
-        """Write a refused round piece by piece, in order, so no one event blocks it.
-
-        A piece refused for its content is halved until the bad event is alone, and
-        that one is set aside; a lost race is narrowed to its transition, which is
-        reported (the breaker reloads). Outcomes keep their order, and come before
-        the transitions of the round, as in one append. ``refusal`` is why these
-        events failed together, if known. Returns whether any event was set aside or
-        lost its race.
-        """
-        todo: list[list[Item]] = [[*outs, *transitions]]  # a stack: next piece last
-        aside: list[DeadLetter] = []
-        races = 0
-        error = refusal  # why the piece on top failed, if known
-        try:
-            while todo:
-                piece = todo[-1]
-                if error is None:
-                    try:
-                        await self._write_piece(piece)
-                    except (ConcurrencyError, UnstorableEvent) as exc:
-                        error = exc
-                    else:
-                        todo.pop()
-                        continue
-                if len(piece) > 1:
-                    race = isinstance(error, ConcurrencyError)
-                    todo[-1:] = reversed(_split(piece, race=race))
-                elif isinstance(error, UnstorableEvent):
-                    aside.append(await self._set_aside(piece[0], error))
-                    todo.pop()
-                else:
-                    self._lost_race(_transition_of(piece[0]))
-                    races += 1
-                    todo.pop()
-                error = None
-        except EventLogError:
-            left = [item for piece in reversed(todo) for item in piece]
-            outs[:] = [i for i in left if not isinstance(i, TransitionRecord)]
-            transitions[:] = [i for i in left if isinstance(i, TransitionRecord)]
-            raise
-        finally:
-            if aside:
-                self._report(aside)
-        outs.clear()
-        transitions.clear()
-        return bool(aside or races)
-
-    async def _write_piece(self, piece: list[Item]) -> None:
-        outs = [i for i in piece if not isinstance(i, TransitionRecord)]
-        transitions = [i for i in piece if isinstance(i, TransitionRecord)]
-        await self.log.append(outs, transitions, (), want_ids=False)
-        self._landed(transitions, len(piece))
-
-    def _lost_race(self, record: TransitionRecord) -> None:
-        """Another writer took ``record``'s version: drop it, tell its waiter, reload."""
-        self._pending.remove(record)
-        self._conflicts.add(record)
-        self._settle(record, committed=False)
-        logger.warning(
-            "[CIRCUIT] %s: transition to version %d lost to another writer; reloading",
-            record.breaker,
-            record.version,
-        )
-        if self.on_conflict is not None:
-            self.on_conflict(record.breaker)
-
-    async def _set_aside(self, item: Item, exc: UnstorableEvent) -> DeadLetter:
-        """Keep a refused event as a dead letter; write its escaped stand-in if it fits.
-
-        Written together in one transaction, so a store failure here leaves the event
-        to be found again. A transition's waiter hears ``True`` if its stand-in landed
-        (the state change is in the log), ``False`` if nothing of it could be written.
-        """
-        letter = dead_letter(item, error=str(exc), at=self.clock.time())
-        substitute = stand_in(item)
-        landed = lost = False
-        if substitute is not None:
-            try:
-                await self._write_piece_with(substitute, letter)
-                landed = True
-            except ConcurrencyError:
-                lost = True
-            except UnstorableEvent:
-                pass
-        if not landed:
-            try:
-                await self.log.append(want_ids=False, dead_letters=[letter])
-            except UnstorableEvent as refused:
-                self.unwritten_letters.append(letter)
-                logger.error(
-                    "[CIRCUIT] %s: dead letter refused too (%s), kept in memory only: %s",
-                    letter.breaker,
-                    refused,
-                    letter.content,
-                )
-        self.dead_lettered += 1
-        if isinstance(item, TransitionRecord):
-            if lost:
-                self._lost_race(item)
-            else:
-                self._pending.remove(item)
-                self._settle(item, committed=landed)
-        return letter
-
-    async def _write_piece_with(self, substitute: Item, letter: DeadLetter) -> None:
-        """The stand-in and the dead letter of one event, in one transaction."""
-        if isinstance(substitute, TransitionRecord):
-            await self.log.append(
-                (), [substitute], (), want_ids=False, dead_letters=[letter]
-            )
-        else:
-            await self.log.append(
-                [substitute], (), (), want_ids=False, dead_letters=[letter]
-            )
-        self.written += 1
-
-    def _report(self, letters: list[DeadLetter]) -> None:
-        """One log line per round written apart, however many events it set aside."""
-        logger.error(
-            "[CIRCUIT] event store refused %d event(s) for their content (%s); set "
-            "aside in breaker_dead_letters (%d so far), escaped stand-ins written "
-            "where they fit, the rest written in order: %s",
-            len(letters),
-            ", ".join(f"{letter.breaker} {letter.kind}" for letter in letters),
-            self.dead_lettered,
-            letters[0].error,
-        )
 
     def _enter_degraded(self, exc: EventLogError) -> None:
         if not self.degraded:
@@ -479,12 +326,6 @@ class EventRecorder:
             raise ConcurrencyError(msg)
         return bool(committed)
 
-    def _settle(self, record: TransitionRecord, *, committed: bool) -> None:
-        """Tell a waiting ``commit_transition`` how its record fared."""
-        waiter = self._waiters.get(record)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(committed)
-
     async def prune(self, retention_seconds: float, now: float) -> int:
         """Delete outcome events older than the retention that snapshots cover."""
         try:
@@ -504,7 +345,7 @@ class EventRecorder:
         if not await self.flush():
             logger.error(
                 "[CIRCUIT] event store unavailable at shutdown: %d events could not be written",
-                self.backlog,
+                self.unwritten_events,
             )
             return
         await self._snapshot_everything_written()
@@ -526,23 +367,3 @@ class EventRecorder:
             return
         self._since_snapshot.clear()
         self._force_snapshot.clear()
-
-
-def _split(piece: list[Item], *, race: bool) -> list[list[Item]]:
-    """Smaller pieces, in order: halves, or for a lost race the outcomes and then
-    each transition alone (only a transition can lose one)."""
-    transitions = [i for i in piece if isinstance(i, TransitionRecord)]
-    if not race or not transitions:
-        half = len(piece) // 2
-        return [piece[:half], piece[half:]]
-    outs: list[Item] = [i for i in piece if not isinstance(i, TransitionRecord)]
-    singles: list[list[Item]] = [[t] for t in transitions]
-    return [outs, *singles] if outs else singles
-
-
-def _transition_of(item: Item) -> TransitionRecord:
-    """The transition a lost race is about (outcomes never conflict)."""
-    if not isinstance(item, TransitionRecord):
-        msg = f"an outcome cannot lose a race: {item!r}"
-        raise TypeError(msg)
-    return item

@@ -63,6 +63,8 @@ breaker_events = Table(
     Column("status", Integer),
     Column("duration", Float),
     Column("count", Integer, nullable=False, server_default=text("1")),
+    # An outcome run's last call (``count`` equal calls from ``at``); NULL: one call.
+    Column("last_at", Float),
     Index("ix_breaker_events_breaker_id", "breaker", "id"),
     Index("ix_breaker_events_stream_id", "stream", "id"),
     Index("ix_breaker_events_at", "at"),

@@ -1,29 +1,25 @@
 """``SqlEventLog``: the event log in SQLite (aiosqlite) or PostgreSQL (asyncpg).
 
-Appends are batched: one transaction per flush, one ``executemany`` for outcomes.
-SQLite runs in WAL mode with ``synchronous=NORMAL`` (a committed batch survives a
-process crash; an OS crash may lose the last batches, never corrupt the log) and a
-``busy_timeout`` so the CLI and the service can share the file.
+Appends are batched: one transaction per flush, one ``executemany`` for outcome
+runs. The engine (SQLite's pragmas) is made in ``sql_engine.py``; rows become
+values in ``sql_rows.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, event, func, insert, or_, select, text
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import ConcurrencyError, MalformedEventError, UnstorableEvent
 from .log import EventQuery
 from .model import (
-    ALL_KINDS,
     KIND_TRANSITION,
     OUTCOME_KINDS,
     DeadLetter,
@@ -36,18 +32,12 @@ from .model import (
 from .schema import breaker_dead_letters as D  # noqa: N812
 from .schema import breaker_events as E  # noqa: N812 - table aliases keep queries short
 from .schema import breaker_snapshots as S  # noqa: N812
+from .sql_engine import create_engine, redact_url
 from .sql_errors import sql_errors
+from .sql_rows import OUTCOME_SQL, row_to_event, row_to_snapshot
 
 __all__ = ["SqlEventLog", "create_engine", "redact_url"]
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
-
-_OUTCOME_COLUMNS = "breaker, stream, kind, state_version, at, instance_id, detail, status, duration, count"
-_OUTCOME_SQL = {  # constant text: no value is ever formatted into it
-    "sqlite": f"INSERT INTO breaker_events ({_OUTCOME_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-    "postgresql": f"INSERT INTO breaker_events ({_OUTCOME_COLUMNS}) "  # noqa: S608
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-}
 logger = logging.getLogger("breaker_service.events")
 
 # Every distinct stream, by hopping through the (stream, id) index.
@@ -59,72 +49,6 @@ _DISTINCT_STREAMS = text(
     " FROM s WHERE s.v IS NOT NULL)"
     " SELECT v FROM s WHERE v IS NOT NULL"
 )
-
-
-def redact_url(url: str) -> str:
-    """The database URL with any password replaced, for logs and errors."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparseable URL is shown as its scheme only
-        return url.split(":", 1)[0] + "://..."
-
-
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine with SQLite tuned for a shared, crash-safe log.
-
-    On PostgreSQL pooled connections are pinged before use, so the first write after
-    a server restart does not fail on a connection the server already closed.
-    """
-    if url.startswith("postgresql"):
-        kwargs.setdefault("pool_pre_ping", True)
-    engine = create_async_engine(url, **kwargs)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-    return engine
-
-
-def _row_to_event(row: Row[Any]) -> StoredEvent:
-    m = row._mapping
-    try:
-        kind = str(m["kind"])
-        if kind not in ALL_KINDS:
-            msg = f"unknown event kind {kind!r}"
-            raise ValueError(msg)
-        if kind == KIND_TRANSITION and not (m["from_state"] and m["to_state"]):
-            msg = "transition without from_state/to_state"
-            raise ValueError(msg)
-        return StoredEvent(
-            id=int(m["id"]),
-            breaker=str(m["breaker"]),
-            kind=kind,
-            state_version=int(m["state_version"]),
-            at=float(m["at"]),
-            instance_id=str(m["instance_id"]),
-            stream=str(m["stream"]),
-            from_state=m["from_state"],
-            to_state=m["to_state"],
-            reason=m["reason"],
-            actor=m["actor"],
-            detail=m["detail"],
-            status=None if m["status"] is None else int(m["status"]),
-            duration=None if m["duration"] is None else float(m["duration"]),
-            count=1 if m["count"] is None else int(m["count"]),
-        )
-    except (TypeError, ValueError, KeyError) as exc:
-        row_id = m.get("id")
-        msg = f"malformed event row id={row_id} in breaker_events: {exc}"
-        raise MalformedEventError(
-            msg, row_id=row_id if isinstance(row_id, int) else None
-        ) from exc
 
 
 class SqlEventLog:
@@ -200,11 +124,11 @@ class SqlEventLog:
     def _events(self, rows: Sequence[Row[Any]]) -> list[StoredEvent]:
         """Rows to events; a malformed row fails, or with ``on_malformed="skip"`` is logged."""
         if self.on_malformed != "skip":
-            return [_row_to_event(r) for r in rows]
+            return [row_to_event(r) for r in rows]
         events: list[StoredEvent] = []
         for row in rows:
             try:
-                events.append(_row_to_event(row))
+                events.append(row_to_event(row))
             except MalformedEventError as exc:
                 logger.error("[CIRCUIT] skipping %s (EVENT_LOG_ON_MALFORMED=skip)", exc)
                 self.skipped_rows.append(exc.row_id)
@@ -246,10 +170,10 @@ class SqlEventLog:
                     # The hot write: plain tuples straight to the driver's executemany
                     # (SQLAlchemy's per-row processing cost ~1/3 of the flush).
                     await conn.exec_driver_sql(
-                        _OUTCOME_SQL[self.dialect],
+                        OUTCOME_SQL[self.dialect],
                         [
-                            (b, stream_of(b), k, v, at, iid, d, s, du, c)
-                            for b, k, v, at, d, s, du, c in outcomes
+                            (b, stream_of(b), k, v, at, iid, d, s, du, c, la)
+                            for b, k, v, at, d, s, du, c, la in outcomes
                         ],
                     )
                 for record in transitions:
@@ -445,27 +369,13 @@ class SqlEventLog:
         with sql_errors("event store snapshot read"):
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(stmt)).all()
-        result: dict[str, Snapshot] = {}
-        for row in rows:
-            m = row._mapping
-            name = str(m["breaker"])
-            if str(m["stream"]) != self.stream_of(name):
-                continue  # the breaker changed scope since: its old stream is history
-            data = m["data"]
-            if isinstance(data, str):
-                data = json.loads(data)
-            if not isinstance(data, dict):
-                msg = f"malformed snapshot for breaker {name!r}: data is not an object"
-                raise MalformedEventError(msg)
-            result[name] = Snapshot(
-                breaker=name,
-                state=str(m["state"]),
-                state_version=int(m["state_version"]),
-                last_event_id=int(m["last_event_id"]),
-                taken_at=float(m["taken_at"]),
-                data=data,
-            )
-        return result
+        snapshots = (row_to_snapshot(row) for row in rows)
+        # A breaker that changed scope since: its old stream is history.
+        return {
+            snap.breaker: snap
+            for snap, stream in snapshots
+            if stream == self.stream_of(snap.breaker)
+        }
 
     async def last_transition_before(
         self, breaker: str, at: float

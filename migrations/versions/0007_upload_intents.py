@@ -1,7 +1,7 @@
 """Upload intents (committed before the provider call) and the reconciliation audit.
 
 Revision ID: 0007_upload_intents
-Revises: 0005_dead_letters
+Revises: 0006_outcome_runs
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_upload_intents"
-down_revision: str | None = "0005_dead_letters"
+down_revision: str | None = "0006_outcome_runs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

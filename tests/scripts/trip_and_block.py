@@ -1,7 +1,8 @@
-"""Drive "kimi" to OPEN on an SQLite event log, print ``OPEN <opened_at>``, then block.
+"""Drive "kimi" to OPEN on an event log, print ``OPEN <opened_at>``, then block.
 
 Run by ``tests/test_restart_process.py`` as ``python trip_and_block.py URL COOLDOWN``
 and killed with SIGKILL while blocked: the registry is never closed or flushed.
+First ``SUCCESSES`` calls succeed, so the log holds outcome runs before the trip.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from breaker_service.config import load_settings
 from breaker_service.errors import ProviderUnavailable
 
 FAILURE_THRESHOLD = 3
+SUCCESSES = 500
+
+
+async def upstream_up() -> None:
+    """The provider before the outage."""
 
 
 async def upstream_down() -> None:
@@ -33,6 +39,8 @@ async def main(url: str, cooldown: float) -> None:
     )
     registry = await BreakerRegistry.open(url, settings=settings, clock=SystemClock())
     breaker = registry.get("kimi")
+    for _ in range(SUCCESSES):
+        await breaker.call(upstream_up)
     while breaker.state is not BreakerState.OPEN:
         with contextlib.suppress(ProviderUnavailable):
             await breaker.call(upstream_down)
