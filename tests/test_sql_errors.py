@@ -212,6 +212,8 @@ EXPECTED: dict[type | ModuleType, type[StorageError]] = {
     SqlUploadStore: StorageError,
 }
 NOT_DATABASE_WORK = {"aclose"}
+IN_CALLERS_TRANSACTION = {"insert_in"}
+"""Steps run on a connection the caller opened (and translates errors for)."""
 
 
 def public_coroutines(owner: type | ModuleType) -> set[str]:
@@ -221,7 +223,7 @@ def public_coroutines(owner: type | ModuleType) -> set[str]:
         name
         for name in names
         if not name.startswith("_")
-        and name not in NOT_DATABASE_WORK
+        and name not in NOT_DATABASE_WORK | IN_CALLERS_TRANSACTION
         and inspect.iscoroutinefunction(getattr(owner, name))
     }
 

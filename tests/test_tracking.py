@@ -406,7 +406,9 @@ async def test_bad_key_parks_rows_without_leaking_it_then_redrive_delivers(
         )
         async with open_tracked(fixed, clock) as orchestrator:
             relay = relay_of(orchestrator)
-            assert await relay.outbox.redrive(clock.time()) == 3
+            # A starting relay re-queues rows parked for a bad key by itself; the
+            # operator's redrive gets whichever it has not taken yet (all or none).
+            assert await relay.outbox.redrive(clock.time()) in (0, 3)
             await wait_delivered(relay, 3)
         ids = local_upload_ids(db)
         assert sorted(stub_ids(stub)) == sorted(ids)

@@ -19,6 +19,7 @@ from .intent_journal import IntentJournal
 from .intents import IntentStore, UploadIntent
 from .journal import JournalError
 from .source import FileSource
+from .validation import text_name
 
 __all__ = ["IntentLedger"]
 
@@ -66,7 +67,7 @@ class IntentLedger:
             id=str(uuid.uuid4()),
             upload_id=upload_id,
             provider=provider,
-            path=str(file.path),
+            path=text_name(str(file.path)),  # shown, never reopened
             filename=file.filename,
             sha256=await source.sha256(),
             bytes=file.size,
