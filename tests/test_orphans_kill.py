@@ -172,7 +172,9 @@ def test_kill_9_during_ambiguous_uploads_leaves_no_orphans(tmp_path: Path) -> No
     assert set(stubbed) <= set(uploads)
     # no recorded file deleted; no orphan left
     assert set(uploads.values()) <= held, "a recorded file was deleted"
-    assert held == set(uploads.values()), f"orphans: {held - set(uploads.values())}"
+    assert held == set(uploads.values()), (
+        f"orphans: {held - set(uploads.values())}; last reconcile: {report}"
+    )
     assert report["orphans"] == 0
     assert provider.stats["ambiguous"] > 0, "the faults never hit an upload"
     assert time.monotonic() - started < 90  # about 40 s on two busy cores

@@ -29,7 +29,7 @@ from upload_helpers import (
 from breaker_service.breaker import BreakerState
 from breaker_service.clock import FakeClock
 from breaker_service.errors import ProviderQuotaExceeded
-from breaker_service.events import sql as sql_module
+from breaker_service.events import sql_engine as sql_module
 from breaker_service.providers.flaky import _StoredFile
 from breaker_service.service import Service
 from breaker_service.uploads.intents import (
