@@ -255,3 +255,28 @@ def test_a_copy_only_one_intent_can_own_settles_a_tie_by_deduction() -> None:
     assert [(i.id, f.file_id) for i, f in p.adopt] == [("crashed", "old")]
     assert [(i.id, f.file_id) for i, f in p.delete] == [("retry", "extra")]
     assert p.held == []
+
+
+def test_a_tie_among_closed_intents_of_one_content_is_an_extra_copy() -> None:
+    """A failed upload and its completed retry, both of two calls, share a copy's window.
+
+    Whichever made it, an unrecorded copy of a closed intent is an extra copy: it is
+    deleted, not left as an orphan. Found by the kill test (doc-052 held as a tie).
+    """
+    failed = intent(started=9_000.0, ended=9_002.0, state=FAILED, attempts=2)
+    retry = intent(
+        started=9_004.0,
+        ended=9_005.0,
+        state=COMPLETED,
+        attempts=2,
+        file_id="rec",
+        ident="retry",
+    )
+    p = plan(
+        [pfile("copy", created=9_002), pfile("rec", created=9_005)],
+        [failed, retry],
+        recorded={"rec"},
+    )
+    assert [(i.id, f.file_id) for i, f in p.delete] == [("retry", "copy")]
+    assert p.held == []
+    assert p.adopt == []

@@ -14,7 +14,9 @@ by construction:
   those intents' other files); except when those intents are all of the same
   content (equal SHA-256) and exactly one of them is open: whichever upload made
   the copy, it holds that content, so it goes to the open intent that needs it
-  (a retried upload after a crash meets its own earlier copy this way);
+  (a retried upload after a crash meets its own earlier copy this way), and when
+  they are all closed any of them would delete the copy, so it is deleted as the
+  extra copy of the latest one with a call unaccounted for;
 - an intent cannot own more copies than the calls it made (``attempts``): if more
   match, someone else's file may be among them, so all are held;
 - an open intent that may still be under way (``settled`` says no) is left alone.
@@ -94,7 +96,7 @@ def plan_reconcile(
         else:
             plan.foreign += 1
     for file, tied in _deduce(candidates, owned):
-        found = _same_content_owner(tied)
+        found = _closed_same_content(_same_content_owner(tied), owned)
         if len(found) > 1:
             contested.update(i.id for i in found)
             plan.held.append((file, f"matches {len(found)} intents: not guessed"))
@@ -153,6 +155,22 @@ def _same_content_owner(found: list[UploadIntent]) -> list[UploadIntent]:
         return found
     still_open = [i for i in found if i.state == OPEN]
     return still_open if len(still_open) == 1 else found
+
+
+def _closed_same_content(
+    found: list[UploadIntent], owned: dict[str, list[ProviderFile]]
+) -> list[UploadIntent]:
+    """A tie among closed intents of one content: any of them would delete the copy.
+
+    Each is closed, so an unrecorded copy of any of them is an extra copy; which one
+    made it changes only the audit, which names the latest that has a call left.
+    """
+    if len(found) < 2 or len({i.sha256 for i in found}) != 1:
+        return found
+    if any(i.state == OPEN for i in found):
+        return found
+    spare = [i for i in found if len(owned[i.id]) < _capacity(i)]
+    return [max(spare, key=lambda i: i.started_at)] if spare else found
 
 
 def _plan_intent(
