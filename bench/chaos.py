@@ -5,6 +5,7 @@
     python bench/chaos.py --only breaker  # metric 7 alone (~4 min), rewrites "chaos-breaker"
     python bench/chaos.py --only breaker --set circuit_breaker_failure_threshold=10
     python bench/chaos.py --only orphans  # metric 8 alone, rewrites "chaos-orphans"
+    python bench/chaos.py --only overhead # metric 2 alone, printed (issue 13)
 
 ``--set KEY=VALUE`` (repeatable) puts a setting on top of the seed's defaults for
 metric 7's runs, so a changed breaker is measured against the same seeds.
@@ -1201,8 +1202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--only",
-        choices=["breaker", "orphans"],
-        help="run metric 7 (issue 17) or 8 (issue 15) alone",
+        choices=["breaker", "orphans", "overhead"],
+        help="run metric 7 (issue 17), 8 (issue 15) or 2 (printed only) alone",
     )
     parser.add_argument(
         "--set",
@@ -1253,6 +1254,19 @@ def main(argv: list[str] | None = None) -> int:
         if write:
             path = write_section("chaos-orphans", markdown)
             print(f"\nwrote the chaos-orphans section of {path}")
+        return 0
+
+    if args.only == "overhead":  # part of the combined section: printed, not written
+        with (
+            tempfile.TemporaryDirectory(prefix="chaos-") as scratch,
+            FlakyServers(["kimi"]) as servers,
+        ):
+            bench = Bench(Path(scratch), plan.files)
+            overhead = timed(
+                "2 overhead",
+                lambda: measure_overhead(bench, servers.endpoints[0], plan),
+            )
+        print(report_overhead(overhead, plan))
         return 0
 
     if args.only == "breaker":
