@@ -63,7 +63,14 @@ def test(args: list[str]) -> int:
     _check(BIN / "ruff", "check", ".")
     _check(BIN / "ruff", "format", "--check", ".")
     _check(BIN / "mypy")
-    cmd: list[str | Path] = [BIN / "coverage", "run", "-m", "pytest", *args]
+    # The suite mostly waits (sockets, subprocesses, PostgreSQL), so it runs in
+    # BREAKER_TEST_WORKERS xdist workers (0: in this process), a test file per worker
+    # at a time (its module-scoped servers start once); coverage follows them.
+    workers = os.environ.get("BREAKER_TEST_WORKERS", "4")
+    cmd: list[str | Path] = [BIN / "pytest", "--cov", "--cov-report="]
+    if workers != "0":
+        cmd += ["-n", workers, "--dist", "loadfile"]
+    cmd += args
     code = _run(*cmd)
     if code == 5:
         print("pytest collected no tests: that is a failure here", flush=True)
