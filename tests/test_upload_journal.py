@@ -88,6 +88,23 @@ async def test_a_torn_last_line_is_dropped_and_bad_lines_set_aside(
     assert journal.pending() == [_result(0), _result(1)]
 
 
+async def test_an_append_after_a_torn_line_is_not_glued_onto_it(
+    tmp_path: Path,
+) -> None:
+    """A crash mid-append, then another process appends before anyone reads.
+
+    The new record starts on its own line (the upload journal shares the intent
+    journal's append since this session; before, it was glued onto the torn line
+    and the whole line went to ``.rejected``, out of the fold).
+    """
+    journal = UploadJournal(tmp_path / "uploads.journal")
+    await journal.append(_result(0))
+    with journal.path.open("ab") as stream:
+        stream.write(json.dumps({"upload_id": "u9"}).encode()[:7])  # torn
+    await UploadJournal(journal.path).append(_result(1))
+    assert journal.pending() == [_result(0), _result(1)]
+
+
 async def test_an_unwritable_journal_is_our_error(tmp_path: Path) -> None:
     """A journal that cannot be written raises ``JournalError``, not ``OSError``."""
     journal = UploadJournal(tmp_path / "missing-dir" / "uploads.journal")

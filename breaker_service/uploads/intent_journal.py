@@ -13,7 +13,6 @@ are set aside in ``<journal>.rejected``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import json
 import logging
@@ -25,6 +24,7 @@ from typing import Any
 
 from .intents import UploadIntent
 from .journal import JournalError
+from .jsonl import append_durably, set_aside
 
 __all__ = ["IntentJournal"]
 
@@ -46,25 +46,10 @@ class IntentJournal:
         line = json.dumps(intent.as_dict(), separators=(",", ":")) + "\n"
         async with self._lock:
             try:
-                await asyncio.to_thread(self._append_sync, line.encode())
+                await asyncio.to_thread(append_durably, self.path, line.encode())
             except OSError as exc:
                 msg = f"intent journal {self.path} cannot be written: {exc.strerror or exc}"
                 raise JournalError(msg) from None
-
-    def _append_sync(self, data: bytes) -> None:
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                data = b"\n" + data  # after a torn line: never glue onto it
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            _fsync_directory(self.path.parent)
 
     def pending(self) -> list[UploadIntent]:
         """The intents journaled here, oldest first (unreadable lines skipped)."""
@@ -131,18 +116,5 @@ class IntentJournal:
             os.close(fd)
 
     def _set_aside(self, raw: bytes) -> None:
-        with self.rejected_path.open("ab") as stream:
-            stream.write(raw + b"\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+        set_aside(self.rejected_path, [raw])
         logger.error("intent journal %s: an unreadable line set aside", self.path)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new entry in ``directory`` durable."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BreakerServiceError
+from .jsonl import append_durably, fsync_directory, set_aside
 from .model import UploadResult
 
 __all__ = ["JournalError", "UploadJournal"]
@@ -51,22 +52,10 @@ class UploadJournal:
         line = json.dumps(_encode(result), separators=(",", ":")) + "\n"
         async with self._lock:
             try:
-                await asyncio.to_thread(self._append_sync, line.encode())
+                await asyncio.to_thread(append_durably, self.path, line.encode())
             except OSError as exc:
                 msg = f"upload journal {self.path} cannot be written: {exc.strerror or exc}"
                 raise JournalError(msg) from None
-
-    def _append_sync(self, data: bytes) -> None:
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            _fsync_directory(self.path.parent)
 
     def pending(self) -> list[UploadResult]:
         """What the journal holds, oldest first (unreadable lines set aside)."""
@@ -118,7 +107,7 @@ class UploadJournal:
             with tmp.open("rb") as stream:
                 os.fsync(stream.fileno())
             tmp.replace(self.path)
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int | None]:
@@ -169,11 +158,7 @@ class UploadJournal:
     def _set_aside(self, bad: list[bytes]) -> None:
         if not bad:
             return
-        with self.rejected_path.open("ab") as stream:
-            for raw in bad:
-                stream.write(raw + b"\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+        set_aside(self.rejected_path, bad)
         logger.error(
             "upload journal %s: %d unreadable line(s) set aside in %s",
             self.path,
@@ -198,13 +183,3 @@ def _decode(data: dict[str, Any]) -> UploadResult:
         msg = "upload_id and provider_file_id must be strings"
         raise TypeError(msg)
     return result
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new or renamed entry in ``directory`` durable."""
-    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
