@@ -7,12 +7,12 @@ minute after start and then hourly; transitions are kept for audit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from ..clock import Clock, idle
 from ..errors import EventLogError
 from ..events.recorder import EventRecorder
+from ..tasks import stop_task
 
 __all__ = ["Maintenance"]
 
@@ -66,8 +66,5 @@ class Maintenance:
 
     async def aclose(self) -> None:
         """Stop the background retention."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import EventLogError
+from ..tasks import stop_task
 from .model import StoredEvent
 
 __all__ = ["LogFollower"]
@@ -122,11 +123,8 @@ class LogFollower:
 
     async def aclose(self) -> None:
         """Stop following and close the LISTEN connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):

@@ -24,13 +24,13 @@ its own; tests that want these waits in fake time run the loop on the fake clock
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
 
 from ..clock import Clock, SystemClock
 from ..errors import ConcurrencyError, EventLogError
+from ..tasks import stop_task
 from .log import EventLog
 from .model import DeadLetter, OutcomeRow, Snapshot, TransitionRecord
 from .runs import RUNS_MAX, RunLog, coalesce
@@ -337,11 +337,8 @@ class EventRecorder(WriteApart):
     async def aclose(self) -> None:
         """Stop the flusher and write everything, with fresh snapshots."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         if not await self.flush():
             logger.error(
                 "[CIRCUIT] event store unavailable at shutdown: %d events could not be written",

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from ..breaker import BreakerRegistry
 from ..clock import Clock, SystemClock
 from ..errors import CircuitOpenError, EventLogError, ProviderError
+from ..tasks import stop_task
 from .outbox import Outbox, OutboxRow, OutboxStatus
 from .supabase import AUTH_HINT
 
@@ -86,11 +87,8 @@ class OutboxRelay:
         """Stop the loop, give back its leases and close the sink; undelivered rows
         stay pending (and claimable at once by the next process)."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         try:
             await self.outbox.release(owner=self.owner)
         except EventLogError as exc:  # the leases then expire by themselves

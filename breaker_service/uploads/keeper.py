@@ -12,13 +12,13 @@ careful client does not upload again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from ..clock import Clock, idle
 from ..errors import BreakerServiceError, ConcurrencyError, StorageError
 from ..retry.classify import Classification, Classifier
 from ..retry.policy import RetryPolicy
+from ..tasks import stop_task
 from .intent_journal import IntentJournal
 from .intents import IntentStore
 from .journal import JournalError, UploadJournal
@@ -154,8 +154,5 @@ class RecordKeeper:
 
     async def aclose(self) -> None:
         """Stop folding in the background."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)

@@ -13,7 +13,6 @@ soon after any failure that may hide a stored file (``request``), and on demand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from ..breaker import BreakerRegistry
 from ..clock import Clock, idle
 from ..errors import BreakerServiceError, CircuitOpenError, StorageError
 from ..providers.base import FileCatalog, Provider, ProviderFile
+from ..tasks import stop_task
 from .intents import FAILED, IntentStore, ReconcileAction, UploadIntent
 from .keeper import RecordKeeper
 from .matching import DEFAULT_SLACK, Plan, plan_reconcile
@@ -424,11 +424,8 @@ class Reconciler:
 
     async def aclose(self) -> None:
         """Stop the background pass."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
 
 def _audit_log(action: ReconcileAction) -> None:

@@ -38,30 +38,14 @@ class SqlUploadStore:
 
     def tracking_payload(self, result: UploadResult) -> dict[str, Any]:
         """The row Supabase receives (see migrations/supabase/)."""
-        return {
-            "id": result.upload_id,
-            "provider": result.provider,
-            "provider_file_id": result.provider_file_id,
-            "filename": result.filename,
-            "sha256": result.sha256,
-            "bytes": result.bytes,
-            "purpose": result.purpose,
-            "attempts": result.attempts,
+        return _shared_columns(result) | {
             "uploaded_at": datetime.fromtimestamp(result.uploaded_at, UTC).isoformat(),
             "instance_id": self.instance_id,
         }
 
     def row(self, result: UploadResult) -> dict[str, Any]:
         """The ``uploads`` row for ``result``."""
-        return {
-            "id": result.upload_id,
-            "provider": result.provider,
-            "provider_file_id": result.provider_file_id,
-            "filename": result.filename,
-            "sha256": result.sha256,
-            "bytes": result.bytes,
-            "purpose": result.purpose,
-            "attempts": result.attempts,
+        return _shared_columns(result) | {
             "elapsed": result.elapsed,
             "providers_tried": list(result.providers_tried),
             "uploaded_at": result.uploaded_at,
@@ -182,3 +166,17 @@ def _row_to_result(m: RowMapping) -> UploadResult:
         providers_tried=tuple(tried or ()),
         uploaded_at=float(m["uploaded_at"]),
     )
+
+
+def _shared_columns(result: UploadResult) -> dict[str, Any]:
+    """What the local row and Supabase's row both hold, under the same names."""
+    return {
+        "id": result.upload_id,
+        "provider": result.provider,
+        "provider_file_id": result.provider_file_id,
+        "filename": result.filename,
+        "sha256": result.sha256,
+        "bytes": result.bytes,
+        "purpose": result.purpose,
+        "attempts": result.attempts,
+    }
